@@ -1,0 +1,87 @@
+"""Domain errors and the API's error shape.
+
+Services raise `ServiceError` subclasses; the API turns them into JSON, the web app into messages and
+form errors, the CLI into a line on stderr. Every API error looks like
+`{"error": {"code": "...", "message": "...", "fields": {...}}}` with `fields` only for bad input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+
+class ServiceError(Exception):
+    code = "error"
+    http_status = status.HTTP_400_BAD_REQUEST
+
+    def __init__(self, message: str, *, code: str | None = None, fields: dict[str, list[str]] | None = None,
+                 extra: dict[str, Any] | None = None, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        if http_status:
+            self.http_status = http_status
+        self.fields = fields or {}
+        self.extra = extra or {}
+
+
+class InvalidRequest(ServiceError):
+    code = "invalid"
+
+
+class Conflict(ServiceError):
+    code = "conflict"
+    http_status = status.HTTP_409_CONFLICT
+
+
+def _payload(code: str, message: str, fields: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    body.update(extra)
+    return {"error": body}
+
+
+def _first_message(detail: Any) -> str:
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            text = _first_message(value)
+            return text if key in ("non_field_errors", "detail") else f"{key}: {text}"
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    return str(detail)
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    from billing.services import InsufficientCredits
+
+    if isinstance(exc, ServiceError):
+        return Response(_payload(exc.code, exc.message, exc.fields, **exc.extra), status=exc.http_status)
+    if isinstance(exc, InsufficientCredits):
+        return Response(
+            _payload("insufficient_credits", str(exc), balance=exc.balance, held=exc.held,
+                     available=exc.available, estimate=exc.required),
+            status=status.HTTP_402_PAYMENT_REQUIRED,
+        )
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) or "Not found.")
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        response.data = _payload("invalid", _first_message(exc.detail), fields)
+    else:
+        code = getattr(exc, "default_code", "error")
+        detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
+        response.data = _payload(str(getattr(detail, "code", code) or code), _first_message(detail))
+    return response

@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from config.pagination import CursorPagination
+from generations.models import AIModel, Generation, Operation, Status
+from generations.selectors import generation_get_for_user, generation_list_for_user, model_get, model_list
+from generations.services import generation_cancel, generation_create, generation_estimate
+
+
+class PriceSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    unit = serializers.CharField()
+    usd_per_unit = serializers.DecimalField(max_digits=12, decimal_places=6)
+    effective_from = serializers.DateField()
+    source = serializers.CharField()
+
+
+class ModelSerializer(serializers.ModelSerializer):
+    price = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AIModel
+        fields = ["id", "name", "description", "provider", "operation", "output_kind", "input_schema",
+                  "featured", "timeout_seconds", "price"]
+
+    def get_price(self, obj: AIModel) -> dict[str, Any] | None:
+        card = obj.current_price
+        return PriceSerializer(card).data if card else None
+
+
+class ModelViewSet(viewsets.ViewSet):
+    """The catalog of models across providers."""
+
+    lookup_value_converter = "path"  # model ids contain slashes: "local/sketch", "fal-ai/flux/schnell"
+
+    @extend_schema(parameters=[OpenApiParameter("operation", str, enum=Operation.values)],
+                   responses=ModelSerializer(many=True))
+    def list(self, request: Request) -> Response:
+        operation = request.query_params.get("operation")
+        if operation and operation not in Operation.values:
+            return Response({"error": {"code": "invalid", "message": f"Unknown operation {operation!r}.",
+                                       "fields": {"operation": [f"One of: {', '.join(Operation.values)}"]}}},
+                            status=status.HTTP_400_BAD_REQUEST)
+        models = list(model_list(operation=operation))
+        return Response({"results": ModelSerializer(models, many=True).data})
+
+    @extend_schema(responses=ModelSerializer)
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(ModelSerializer(model_get(pk)).data)
+
+
+class GenerationCreateSerializer(serializers.Serializer):
+    project = serializers.UUIDField()
+    model = serializers.CharField(max_length=120)
+    inputs = serializers.JSONField(default=dict)
+
+
+class EstimateSerializer(serializers.Serializer):
+    model = serializers.CharField(max_length=120)
+    inputs = serializers.JSONField(default=dict)
+
+
+class EstimateResultSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    inputs = serializers.JSONField()
+    credits = serializers.IntegerField()
+    cost_usd = serializers.DecimalField(max_digits=12, decimal_places=6)
+    available = serializers.IntegerField()
+
+
+class GenerationSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="model_id")
+    project = serializers.UUIDField(source="project_id")
+    outputs = serializers.SerializerMethodField()
+    credits = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Generation
+        fields = ["id", "project", "model", "provider", "inputs", "status", "progress", "queue_position",
+                  "logs", "outputs", "credits", "provider_cost_usd", "cost_usd_estimated", "error_code",
+                  "error_message", "attempts", "provider_request_id", "created_at", "started_at",
+                  "finished_at"]
+
+    def get_outputs(self, obj: Generation) -> list[str]:
+        return [str(asset.pk) for asset in obj.outputs.all()]
+
+    def get_credits(self, obj: Generation) -> dict[str, int]:
+        return {"estimated": obj.credits_estimated, "held": obj.credits_held, "charged": obj.credits_charged}
+
+
+class GenerationListSerializer(GenerationSerializer):
+    class Meta(GenerationSerializer.Meta):
+        fields = [f for f in GenerationSerializer.Meta.fields if f != "logs"]
+
+
+class GenerationViewSet(viewsets.ViewSet):
+    """Every AI job: submit, follow, cancel."""
+
+    lookup_value_converter = "uuid"
+
+    @extend_schema(
+        parameters=[OpenApiParameter("project", OpenApiTypes.UUID),
+                    OpenApiParameter("status", str, enum=Status.values)],
+        responses=GenerationListSerializer(many=True),
+    )
+    def list(self, request: Request) -> Response:
+        qs = generation_list_for_user(request.user).select_related("model").prefetch_related("outputs")
+        project = request.query_params.get("project")
+        if project:
+            from projects.selectors import project_get_for_user
+
+            qs = qs.filter(project=project_get_for_user(request.user, project))
+        state = request.query_params.get("status")
+        if state:
+            if state not in Status.values:
+                raise serializers.ValidationError({"status": [f"One of: {', '.join(Status.values)}"]})
+            qs = qs.filter(status=state)
+        paginator = CursorPagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(GenerationListSerializer(page, many=True).data)
+
+    @extend_schema(request=GenerationCreateSerializer, responses={202: GenerationSerializer},
+                   summary="Submit a generation; credits are held until it finishes")
+    def create(self, request: Request) -> Response:
+        data = GenerationCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            generation = generation_create(user=request.user, project_id=data.validated_data["project"],
+                                           model_id=data.validated_data["model"],
+                                           inputs=data.validated_data["inputs"])
+        except Http404 as exc:
+            raise Http404("No such project.") from exc
+        return Response(GenerationSerializer(generation_get_for_user(request.user, generation.pk)).data,
+                        status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses=GenerationSerializer)
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(GenerationSerializer(generation_get_for_user(request.user, pk)).data)
+
+    @extend_schema(request=None, responses=GenerationSerializer, summary="Cancel a queued or running job")
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        generation = generation_cancel(user=request.user, generation_id=pk)
+        return Response(GenerationSerializer(generation_get_for_user(request.user, generation.pk)).data)
+
+    @extend_schema(request=EstimateSerializer, responses=EstimateResultSerializer,
+                   summary="Validate inputs and show the cost before submitting")
+    @action(detail=False, methods=["post"])
+    def estimate(self, request: Request) -> Response:
+        from billing.services import credits_summary
+
+        data = EstimateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        model, filled, estimate = generation_estimate(user=request.user, model_id=data.validated_data["model"],
+                                                      inputs=data.validated_data["inputs"])
+        return Response({"model": model.id, "inputs": filled, "credits": estimate.credits,
+                         "cost_usd": estimate.cost_usd, "available": credits_summary(user=request.user).available})

@@ -1,0 +1,115 @@
+"""The contract every provider adapter implements.
+
+The runner (generations.services.generation_run) calls `submit` once, then `poll` until the status is
+terminal, writing progress, queue position and log lines into the Generation as they arrive, and
+`cancel` when the user asks. Provider calls happen outside database transactions.
+
+Errors: an adapter raises `ProviderError(retryable=True)` for transient trouble (HTTP 429/5xx, timeouts,
+connection errors) and `retryable=False` for anything the same request would hit again (validation,
+content policy, bad key). `poll` may instead return a `failed` status with the same meaning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal, Protocol, runtime_checkable
+
+State = Literal["queued", "running", "succeeded", "failed", "canceled"]
+
+
+class ProviderError(Exception):
+    def __init__(self, message: str, *, code: str = "provider_error", retryable: bool = False,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+@dataclass
+class CatalogModel:
+    """What a provider needs to know about the model it runs (a plain copy, never an ORM object)."""
+
+    id: str  # catalog id, e.g. "local/sketch" or "fal-ai/flux/schnell"
+    provider: str
+    provider_model: str  # the provider's own name for it
+    operation: str
+    output_kind: str
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AssetInput:
+    """An input that refers to one of the user's assets (schema `"format": "asset"`).
+
+    The runner resolves asset ids through the access funnel before the provider sees them, and hands
+    the provider this description: the adapter reads the bytes with `read()` (local, or to upload them
+    to the provider) or passes `url` (a short-lived download URL) when the provider fetches by URL.
+    """
+
+    id: str
+    kind: str
+    mime: str
+    name: str
+    storage_name: str
+    size: int = 0
+    width: int | None = None
+    height: int | None = None
+    url: str = ""
+
+    def read(self) -> bytes:
+        from django.core.files.storage import default_storage
+
+        with default_storage.open(self.storage_name, "rb") as fh:
+            return fh.read()
+
+
+@dataclass
+class ProviderJob:
+    provider: str
+    request_id: str
+    data: dict[str, Any] = field(default_factory=dict)  # whatever the adapter needs to poll or cancel
+
+
+@dataclass
+class Output:
+    """One produced file. Exactly one of `data` (bytes) or `url` is set."""
+
+    kind: Literal["image", "video", "audio", "text", "mesh", "other"]
+    mime: str
+    data: bytes | None = None
+    url: str | None = None
+    filename: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ProviderStatus:
+    state: State
+    progress: int | None = None  # 0-100 when the provider reports it
+    queue_position: int | None = None
+    logs: list[str] = field(default_factory=list)  # new lines since the previous poll
+    outputs: list[Output] = field(default_factory=list)
+    usage: dict[str, Any] = field(default_factory=dict)  # units actually used, e.g. {"images": 1}
+    cost_usd: Decimal | None = None  # the provider's own reported cost, when it gives one
+    error_code: str = ""
+    error_message: str = ""
+    retryable: bool = False
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in ("succeeded", "failed", "canceled")
+
+
+@runtime_checkable
+class Provider(Protocol):
+    name: str
+
+    def submit(self, model: CatalogModel, inputs: dict[str, Any], *, credentials: dict[str, str] | None,
+               webhook_url: str | None = None) -> ProviderJob: ...
+
+    def poll(self, job: ProviderJob) -> ProviderStatus: ...
+
+    def cancel(self, job: ProviderJob) -> bool: ...

@@ -1,0 +1,325 @@
+"""Generation writes: submit, cancel, and the worker's run and sweep (see docs/ARCHITECTURE.md,
+"A generation's life")."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from billing.services import credits_hold, hold_release, hold_settle
+from config.errors import Conflict, InvalidRequest
+from generations import pricing
+from generations.inputs import asset_fields, validate_inputs
+from generations.models import AIModel, Generation, Status
+from generations.providers.base import (AssetInput, CatalogModel, ProviderError, ProviderJob,
+                                        ProviderStatus)
+from generations.providers.registry import get_provider
+from projects.selectors import project_get_for_user
+
+logger = logging.getLogger(__name__)
+
+MAX_LOG_LINES = 500
+
+
+# --- submit ---------------------------------------------------------------------------------------------
+
+def _dispatch(generation_id: str, countdown: float | None = None) -> None:
+    from generations.tasks import generation_run_task
+
+    if countdown:
+        generation_run_task.apply_async(args=[generation_id], countdown=countdown)
+    else:
+        generation_run_task.delay(generation_id)
+
+
+def generation_estimate(*, user: Any, model_id: str, inputs: Any) -> tuple[AIModel, dict[str, Any], pricing.Estimate]:
+    """Validate inputs and price the job, without holding anything: the estimate shown before submit."""
+    model = AIModel.objects.filter(pk=str(model_id), active=True).prefetch_related("price_cards").first()
+    if model is None:
+        raise InvalidRequest(f"Unknown model {model_id!r}. GET /api/v1/models lists the catalog.",
+                             code="unknown_model", fields={"model": ["Unknown or inactive model."]})
+    filled, assets = validate_inputs(schema=model.input_schema, inputs=inputs, user=user)
+    return model, filled, pricing.estimate(model.current_price, filled, assets)
+
+
+def generation_create(*, user: Any, project_id: Any, model_id: str, inputs: Any,
+                      parent_asset_id: Any = None) -> Generation:
+    """Access check → validate → estimate → hold credits (wallet row locked) → queued row → enqueue
+    after commit. Raises Http404, InvalidRequest or InsufficientCredits, having changed nothing."""
+    project = project_get_for_user(user, project_id, write=True)
+    if project.archived:
+        raise Conflict("This project is archived; unarchive it to generate in it.", code="project_archived")
+    model, filled, estimate = generation_estimate(user=user, model_id=model_id, inputs=inputs)
+    now = timezone.now()
+    with transaction.atomic():
+        generation = Generation(
+            user=user, project=project, model=model, price_card=model.current_price, inputs=filled,
+            provider=model.provider, credits_estimated=estimate.credits, credits_held=estimate.credits,
+            cost_usd_estimated=estimate.cost_usd, heartbeat_at=now,
+            logs=[{"t": now.isoformat(), "message": f"Queued {model.id}; estimated "
+                   f"{pricing.credits_display(estimate.credits)} (${estimate.cost_usd:.4f})."}],
+        )
+        credits_hold(user=user, amount=estimate.credits, reference=generation.hold_reference)
+        generation.save(force_insert=True)
+        generation_id = str(generation.pk)
+        transaction.on_commit(lambda: _dispatch(generation_id))
+    return generation
+
+
+@transaction.atomic
+def generation_cancel(*, user: Any, generation_id: Any) -> Generation:
+    from generations.selectors import generation_get_for_user
+
+    generation = generation_get_for_user(user, generation_id)
+    if generation.status == Status.QUEUED:
+        # Not yet claimed by a worker: cancel here. The claim filters on status, so whichever of the
+        # two updates lands first wins and the other does nothing.
+        if Generation.objects.filter(pk=generation.pk, status=Status.QUEUED).update(
+                status=Status.CANCELED, finished_at=timezone.now(), cancel_requested=True, queue_position=None):
+            hold_release(reference=generation.hold_reference)
+            _append_log(generation.pk, "Canceled before it started; nothing was charged.")
+            generation.refresh_from_db()
+            return generation
+        generation.refresh_from_db()
+    if generation.status == Status.RUNNING:
+        Generation.objects.filter(pk=generation.pk).update(cancel_requested=True)
+        _append_log(generation.pk, "Cancel requested; stopping the job at the provider.")
+        generation.refresh_from_db()
+        return generation
+    raise Conflict(f"This generation has already {generation.status}; there is nothing to cancel.",
+                   code="not_cancelable")
+
+
+# --- run (worker) ----------------------------------------------------------------------------------
+
+class RetryLater(Exception):
+    """A transient failure: the task re-queues the job after `countdown` seconds."""
+
+    def __init__(self, countdown: float) -> None:
+        super().__init__(f"retry in {countdown:.1f}s")
+        self.countdown = countdown
+
+
+def _append_log(generation_id: Any, *messages: str) -> None:
+    if not messages:
+        return
+    now = timezone.now().isoformat()
+    with transaction.atomic():
+        row = Generation.objects.select_for_update().filter(pk=generation_id).values_list("logs", flat=True).first()
+        if row is None:
+            return
+        logs = list(row) + [{"t": now, "message": m} for m in messages]
+        Generation.objects.filter(pk=generation_id).update(logs=logs[-MAX_LOG_LINES:])
+
+
+def _catalog_model(model: AIModel) -> CatalogModel:
+    return CatalogModel(id=model.id, provider=model.provider, provider_model=model.provider_model,
+                        operation=model.operation, output_kind=model.output_kind, config=dict(model.config))
+
+
+def _provider_inputs(generation: Generation) -> dict[str, Any]:
+    from assets.models import Asset
+
+    inputs = dict(generation.inputs)
+    for name in asset_fields(generation.model.input_schema):
+        if not inputs.get(name):
+            continue
+        asset = Asset.objects.filter(pk=inputs[name], owner_id=generation.project.owner_id).first()
+        if asset is None:
+            raise ProviderError(f"The input asset for {name!r} no longer exists.", code="input_missing")
+        inputs[name] = AssetInput(id=str(asset.pk), kind=asset.kind, mime=asset.mime, name=asset.name,
+                                  storage_name=asset.file.name, size=asset.size, width=asset.width,
+                                  height=asset.height)
+    return inputs
+
+
+def _claim(generation_id: Any) -> bool:
+    now = timezone.now()
+    return bool(Generation.objects.filter(pk=generation_id, status=Status.QUEUED, cancel_requested=False).update(
+        status=Status.RUNNING, started_at=Coalesce(F("started_at"), now), heartbeat_at=now,
+        attempts=F("attempts") + 1, queue_position=None))
+
+
+def _finish_without_charge(generation: Generation, *, status: str, code: str = "", message: str = "") -> bool:
+    """Move a running job to failed or canceled and release its hold. Only one caller can win."""
+    with transaction.atomic():
+        done = Generation.objects.filter(pk=generation.pk, status=Status.RUNNING).update(
+            status=status, error_code=code[:40], error_message=message, finished_at=timezone.now(),
+            queue_position=None)
+        if done:
+            hold_release(reference=generation.hold_reference)
+    if done:
+        note = "Canceled" if status == Status.CANCELED else f"Failed: {message}"
+        _append_log(generation.pk, f"{note} Nothing was charged; the hold was released.")
+    return bool(done)
+
+
+def generation_fail(*, generation_id: Any, code: str, message: str) -> bool:
+    generation = Generation.objects.get(pk=generation_id)
+    return _finish_without_charge(generation, status=Status.FAILED, code=code, message=message)
+
+
+def _record(generation: Generation, status: ProviderStatus, last: dict[str, Any]) -> bool:
+    """Write what changed since the last poll; return whether a cancel was requested."""
+    changes: dict[str, Any] = {}
+    now = timezone.now()
+    if status.progress is not None and status.progress != last.get("progress"):
+        changes["progress"] = max(0, min(100, int(status.progress)))
+        last["progress"] = status.progress
+    if status.queue_position != last.get("queue_position"):
+        changes["queue_position"] = status.queue_position
+        last["queue_position"] = status.queue_position
+    if changes or now - last["heartbeat"] > timedelta(seconds=5):
+        changes["heartbeat_at"] = now
+        last["heartbeat"] = now
+        Generation.objects.filter(pk=generation.pk, status=Status.RUNNING).update(**changes)
+    if status.logs:
+        _append_log(generation.pk, *status.logs)
+    return bool(Generation.objects.filter(pk=generation.pk).values_list("cancel_requested", flat=True).first())
+
+
+def generation_run(generation_id: Any) -> None:
+    """Run one queued generation to the end. Safe to call twice: only the call that claims the row
+    (queued → running) does anything. Raises RetryLater for transient provider trouble."""
+    if not _claim(generation_id):
+        return
+    generation = Generation.objects.select_related("model", "project", "price_card").get(pk=generation_id)
+    provider = get_provider(generation.model.provider)
+    try:
+        inputs = _provider_inputs(generation)
+    except ProviderError as exc:
+        _finish_without_charge(generation, status=Status.FAILED, code=exc.code, message=exc.message)
+        return
+    _append_log(generation.pk, f"Started on {provider.name} (attempt {generation.attempts}).")
+    deadline = timezone.now() + timedelta(seconds=generation.model.timeout_seconds)
+    last: dict[str, Any] = {"heartbeat": timezone.now()}
+    job: ProviderJob | None = None
+    try:
+        if generation.provider_request_id:
+            # A retry re-uses the provider's request where there is one (no second charge upstream).
+            job = ProviderJob(provider=provider.name, request_id=generation.provider_request_id,
+                              data=generation.provider_data)
+        else:
+            job = provider.submit(_catalog_model(generation.model), inputs, credentials=None)
+            Generation.objects.filter(pk=generation.pk).update(provider_request_id=job.request_id[:200],
+                                                              provider_data=job.data)
+        while True:
+            status = provider.poll(job)
+            cancel = _record(generation, status, last)
+            if status.terminal:
+                break
+            if cancel:
+                provider.cancel(job)
+                _finish_without_charge(generation, status=Status.CANCELED)
+                return
+            if timezone.now() > deadline:
+                provider.cancel(job)
+                _finish_without_charge(generation, status=Status.FAILED, code="timeout",
+                                       message=f"The job took longer than {generation.model.timeout_seconds}s.")
+                return
+            time.sleep(settings.GENERATION_POLL_INTERVAL)
+    except ProviderError as exc:
+        status = ProviderStatus(state="failed", error_code=exc.code, error_message=exc.message,
+                                retryable=exc.retryable)
+        if exc.retry_after:
+            status.usage["retry_after"] = exc.retry_after
+    if status.state == "succeeded":
+        _succeed(generation, status)
+    elif status.state == "canceled":
+        _finish_without_charge(generation, status=Status.CANCELED)
+    elif status.retryable and generation.attempts < settings.GENERATION_MAX_ATTEMPTS:
+        _requeue(generation, status, forget_request=status.error_code == "lost")
+    else:
+        _finish_without_charge(generation, status=Status.FAILED, code=status.error_code or "provider_error",
+                               message=status.error_message or "The provider reported a failure.")
+
+
+def _backoff(attempt: int, retry_after: float | None) -> float:
+    base = min(60.0, 2.0 ** attempt)
+    return max(base, float(retry_after or 0))
+
+
+def _requeue(generation: Generation, status: ProviderStatus, *, forget_request: bool) -> None:
+    countdown = _backoff(generation.attempts, status.usage.get("retry_after"))
+    changes: dict[str, Any] = {"status": Status.QUEUED, "heartbeat_at": timezone.now()}
+    if forget_request:
+        changes.update(provider_request_id="", provider_data={})
+    if Generation.objects.filter(pk=generation.pk, status=Status.RUNNING).update(**changes):
+        _append_log(generation.pk, f"Transient error ({status.error_code}: {status.error_message}); "
+                                   f"retrying in {countdown:.0f}s.")
+        raise RetryLater(countdown)
+
+
+def _succeed(generation: Generation, status: ProviderStatus) -> None:
+    from generations.ingest import outputs_store
+
+    requested = int(generation.inputs.get("num_images", 1) or 1) if generation.model.output_kind == "image" else 1
+    stored: list[Any] = []
+    try:
+        with transaction.atomic():
+            locked = Generation.objects.select_for_update().filter(pk=generation.pk, status=Status.RUNNING).first()
+            if locked is None:  # canceled or swept meanwhile; its hold is already closed
+                return
+            stored = outputs_store(generation=generation, outputs=status.outputs)
+            estimated = pricing.Estimate(units=Decimal(0), cost_usd=generation.cost_usd_estimated,
+                                         credits=generation.credits_estimated)
+            cost, credits = pricing.actual(generation.price_card, estimated, usage=status.usage,
+                                           provider_cost_usd=status.cost_usd, requested_outputs=requested,
+                                           delivered_outputs=len(stored))
+            charged = hold_settle(reference=generation.hold_reference, amount=credits,
+                                  memo=f"{generation.model_id} generation {generation.pk}")
+            Generation.objects.filter(pk=generation.pk).update(
+                status=Status.SUCCEEDED, progress=100, finished_at=timezone.now(), credits_charged=charged,
+                provider_cost_usd=cost, queue_position=None)
+    except Exception as exc:
+        for asset in stored:
+            asset.file.storage.delete(asset.file.name)
+        if isinstance(exc, ProviderError):
+            _finish_without_charge(generation, status=Status.FAILED, code=exc.code, message=exc.message)
+            return
+        raise
+    _append_log(generation.pk, f"Succeeded: {len(stored)} output(s); charged {pricing.credits_display(charged)}.")
+
+
+# --- sweep (beat) ----------------------------------------------------------------------------------
+
+def generations_sweep_stale(now: Any = None) -> dict[str, int]:
+    """Find jobs whose worker died: running with no heartbeat for STALE_RUNNING_AFTER are re-queued
+    (or failed and refunded once out of attempts); queued jobs not picked up for STALE_QUEUED_AFTER
+    are dispatched again (a lost broker message). Claims make a duplicate dispatch harmless."""
+    now = now or timezone.now()
+    counts = {"requeued": 0, "failed": 0, "redispatched": 0}
+    stale_running = Generation.objects.filter(status=Status.RUNNING,
+                                              heartbeat_at__lt=now - settings.STALE_RUNNING_AFTER)
+    for generation in stale_running.only("id", "attempts", "heartbeat_at"):
+        if generation.attempts >= settings.GENERATION_MAX_ATTEMPTS:
+            if _finish_without_charge(generation, status=Status.FAILED, code="worker_lost",
+                                      message="The worker running this job stopped responding."):
+                counts["failed"] += 1
+            continue
+        with transaction.atomic():
+            moved = Generation.objects.filter(pk=generation.pk, status=Status.RUNNING,
+                                              heartbeat_at=generation.heartbeat_at).update(
+                status=Status.QUEUED, heartbeat_at=now)
+            if moved:
+                gid = str(generation.pk)
+                transaction.on_commit(lambda gid=gid: _dispatch(gid))
+        if moved:
+            counts["requeued"] += 1
+            _append_log(generation.pk, "The worker stopped responding; the job was queued again.")
+    stale_queued = Generation.objects.filter(Q(heartbeat_at__lt=now - settings.STALE_QUEUED_AFTER)
+                                             | Q(heartbeat_at__isnull=True), status=Status.QUEUED)
+    for gid in stale_queued.values_list("id", flat=True):
+        if Generation.objects.filter(pk=gid, status=Status.QUEUED).update(heartbeat_at=now):
+            _dispatch(str(gid))
+            counts["redispatched"] += 1
+    return counts

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class Project(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="projects")
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    archived = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        constraints = [
+            # The CLI and the web address projects by name within an owner's account.
+            models.UniqueConstraint(fields=["owner", "name"], name="projects_unique_name_per_owner"),
+        ]
+        indexes = [
+            # project_list_for_user(): an owner's projects, most recently touched first.
+            models.Index(fields=["owner", "archived", "-updated_at"], name="projects_owner_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,41 @@
+"""The access funnel for projects: every entry point (API, web, CLI, admin actions) comes through here."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import Http404
+
+from projects.models import Project
+
+
+def project_list_for_user(user: Any, *, include_archived: bool = True) -> QuerySet[Project]:
+    if not getattr(user, "is_authenticated", False):
+        return Project.objects.none()
+    qs = Project.objects.filter(owner=user)
+    if not include_archived:
+        qs = qs.filter(archived=False)
+    return qs
+
+
+def project_get_for_user(user: Any, project_id: uuid.UUID | str, *, write: bool = False) -> Project:
+    """The project if `user` may see it (or change it, with write=True); otherwise 404, never 403,
+    so an outsider cannot tell another user's project exists. Today only the owner has access, so
+    `write` grants nothing more; members and roles will widen this one function, not its callers."""
+    try:
+        pk = uuid.UUID(str(project_id))
+    except ValueError:
+        raise Http404("No such project.")
+    project = project_list_for_user(user).filter(pk=pk).first()
+    if project is None:
+        raise Http404("No such project.")
+    return project
+
+
+def project_get_by_name_for_user(user: Any, name: str) -> Project:
+    project = project_list_for_user(user).filter(name=name).first()
+    if project is None:
+        raise Http404(f"No project named {name!r}.")
+    return project

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from config.errors import Conflict, InvalidRequest
+
+from projects.models import Project
+
+
+def _clean_tags(tags: list[Any] | None) -> list[str]:
+    if not tags:
+        return []
+    cleaned: list[str] = []
+    for tag in tags:
+        text = str(tag).strip()[:40]
+        if text and text not in cleaned:
+            cleaned.append(text)
+    return cleaned[:30]
+
+
+@transaction.atomic
+def project_create(*, owner: Any, name: str, description: str = "", tags: list[str] | None = None) -> Project:
+    name = name.strip()
+    if not name:
+        raise InvalidRequest("A project needs a name.", fields={"name": ["A project needs a name."]})
+    try:
+        with transaction.atomic():
+            return Project.objects.create(owner=owner, name=name, description=description,
+                                          tags=_clean_tags(tags))
+    except IntegrityError:
+        raise Conflict(f"You already have a project named {name!r}.",
+                           fields={"name": [f"You already have a project named {name!r}."]})
+
+
+@transaction.atomic
+def project_update(*, project: Project, **changes: Any) -> Project:
+    if "name" in changes:
+        name = str(changes["name"]).strip()
+        if not name:
+            raise InvalidRequest("A project needs a name.", fields={"name": ["A project needs a name."]})
+        if Project.objects.filter(owner=project.owner, name=name).exclude(pk=project.pk).exists():
+            raise Conflict(f"You already have a project named {name!r}.",
+                           fields={"name": [f"You already have a project named {name!r}."]})
+        project.name = name
+    if "description" in changes:
+        project.description = changes["description"]
+    if "tags" in changes:
+        project.tags = _clean_tags(changes["tags"])
+    if "archived" in changes:
+        project.archived = bool(changes["archived"])
+    project.save()
+    return project
+
+
+@transaction.atomic
+def project_delete(*, project: Project) -> None:
+    """Delete a project with its assets and history. Refused while a job in it is still running,
+    because its credits are on hold and the worker would write into a project that no longer exists."""
+    from generations.selectors import generation_active_exists
+
+    if generation_active_exists(project=project):
+        raise Conflict("This project has generations still running; cancel them or wait for them first.",
+                       code="project_busy")
+    from assets.services import asset_files_delete_for_project
+
+    asset_files_delete_for_project(project=project)
+    project.delete()
