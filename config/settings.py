@@ -184,6 +184,7 @@ MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 MEDIA_URL = "/media/"
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request when it is missing
 STATICFILES_DIRS = [BASE_DIR / "static"]
 AWS_STORAGE_BUCKET_NAME = os.environ.get("AWS_STORAGE_BUCKET_NAME", "")
 if AWS_STORAGE_BUCKET_NAME:
@@ -273,6 +274,9 @@ REST_KNOX = {
     "AUTO_REFRESH": False,
 }
 KNOX_TOKEN_MODEL = "accounts.ApiToken"
+# knox's own migration creates its AuthToken table even when the model is swapped for ours, leaving
+# an unused table with a foreign key to users that blocks TRUNCATE. Its app needs no migrations here.
+MIGRATION_MODULES = {"knox": None}
 SPECTACULAR_SETTINGS = {
     "TITLE": "Studio API",
     "DESCRIPTION": "Projects, generations across AI providers, assets and credits. "

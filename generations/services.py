@@ -202,18 +202,29 @@ def generation_run(generation_id: Any) -> None:
     _append_log(generation.pk, f"Started on {provider.name} (attempt {generation.attempts}).")
     deadline = timezone.now() + timedelta(seconds=generation.model.timeout_seconds)
     last: dict[str, Any] = {"heartbeat": timezone.now()}
-    job: ProviderJob | None = None
+
+    def submit() -> ProviderJob:
+        new_job = provider.submit(_catalog_model(generation.model), inputs, credentials=None)
+        Generation.objects.filter(pk=generation.pk).update(provider_request_id=new_job.request_id[:200],
+                                                          provider_data=new_job.data)
+        return new_job
+
     try:
-        if generation.provider_request_id:
+        reused = bool(generation.provider_request_id)
+        if reused:
             # A retry re-uses the provider's request where there is one (no second charge upstream).
             job = ProviderJob(provider=provider.name, request_id=generation.provider_request_id,
                               data=generation.provider_data)
         else:
-            job = provider.submit(_catalog_model(generation.model), inputs, credentials=None)
-            Generation.objects.filter(pk=generation.pk).update(provider_request_id=job.request_id[:200],
-                                                              provider_data=job.data)
+            job = submit()
         while True:
             status = provider.poll(job)
+            if reused and status.state == "failed" and status.error_code == "lost":
+                # The provider no longer knows the request (the local provider's jobs die with the
+                # worker process that ran them): submit it afresh, within this attempt.
+                _append_log(generation.pk, "The previous request was lost with its worker; submitting again.")
+                job, reused = submit(), False
+                continue
             cancel = _record(generation, status, last)
             if status.terminal:
                 break
@@ -227,7 +238,11 @@ def generation_run(generation_id: Any) -> None:
                                        message=f"The job took longer than {generation.model.timeout_seconds}s.")
                 return
             time.sleep(settings.GENERATION_POLL_INTERVAL)
+        call_failed = False
     except ProviderError as exc:
+        # A call to the provider failed (its request may still be fine), as opposed to the provider
+        # reporting that the job itself failed.
+        call_failed = True
         status = ProviderStatus(state="failed", error_code=exc.code, error_message=exc.message,
                                 retryable=exc.retryable)
         if exc.retry_after:
@@ -237,7 +252,8 @@ def generation_run(generation_id: Any) -> None:
     elif status.state == "canceled":
         _finish_without_charge(generation, status=Status.CANCELED)
     elif status.retryable and generation.attempts < settings.GENERATION_MAX_ATTEMPTS:
-        _requeue(generation, status, forget_request=status.error_code == "lost")
+        # Retrying a failed call re-uses the provider's request; a job that failed upstream is submitted again.
+        _requeue(generation, status, forget_request=not call_failed)
     else:
         _finish_without_charge(generation, status=Status.FAILED, code=status.error_code or "provider_error",
                                message=status.error_message or "The provider reported a failure.")

@@ -1,0 +1,86 @@
+# The studio's two commands: `make run` and `make test`. Everything else here serves those two.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
+PY := .venv/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PG_URL ?= postgres://postgres@127.0.0.1:5432/studio
+REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
+PYTEST_ARGS ?=
+
+.PHONY: help install run web worker migrate test test-sqlite test-postgres browser-deps bench schema check-services clean
+
+help:
+	@echo "make run    install, migrate, load the catalog, create the demo account, start web + worker"
+	@echo "make test   the whole suite on SQLite, then on PostgreSQL + Redis"
+	@echo "make bench  benchmarks (see docs/BENCHMARKS.md)"
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+.venv/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+install: .venv/.synced
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py catalog_load
+
+# Web on $(HOST):$(PORT) and a real Celery worker (with beat for the stale-job sweep), on the embedded
+# defaults unless the environment says otherwise. Ctrl-C stops both.
+run: migrate
+	@$(PY) manage.py demo_setup
+	@trap 'kill 0' INT TERM EXIT; \
+	  $(PY) -m celery -A config worker --beat --loglevel=INFO --concurrency=2 \
+	    --without-gossip --without-mingle --without-heartbeat & \
+	  $(PY) manage.py runserver $(HOST):$(PORT) & \
+	  wait
+
+web: migrate
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+worker: install
+	$(PY) -m celery -A config worker --beat --loglevel=INFO --concurrency=2 \
+	  --without-gossip --without-mingle --without-heartbeat
+
+# Debian's Chromium and ChromeDriver for the browser tests (Playwright's own download cannot work here).
+browser-deps:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; fi; \
+	fi
+
+test: install browser-deps
+	$(MAKE) --no-print-directory test-sqlite
+	$(MAKE) --no-print-directory test-postgres
+
+test-sqlite: install
+	rm -rf var/test-sqlite
+	env -u DATABASE_URL -u REDIS_URL -u CELERY_BROKER_URL STUDIO_VAR_DIR=var/test-sqlite \
+	  $(PY) -m pytest $(PYTEST_ARGS)
+
+# With CI=true a missing PostgreSQL or Redis fails the run; locally it is skipped with a notice.
+test-postgres: install
+	@if ! $(PY) tests/services_check.py "$(PG_URL)" "$(REDIS_TEST_URL)"; then \
+	  if [ "$$CI" = "true" ]; then echo "CI=true: PostgreSQL and Redis are required" >&2; exit 1; fi; \
+	  echo "PostgreSQL or Redis is not reachable: skipping the PostgreSQL + Redis leg." >&2; exit 0; \
+	fi
+	rm -rf var/test-postgres
+	env -u CELERY_BROKER_URL STUDIO_VAR_DIR=var/test-postgres DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) \
+	  $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(PY) bench/run.py
+
+schema: install
+	$(PY) manage.py spectacular --validate --fail-on-warn --file docs/openapi.yaml
+
+clean:
+	rm -rf var .venv .tools
