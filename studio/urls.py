@@ -1,4 +1,20 @@
 from django.urls import path
 
+from studio import views
+
 app_name = "studio"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("p/<uuid:project_id>/", views.project_page, name="project"),
+    path("p/<uuid:project_id>/edit", views.project_edit, name="project-edit"),
+    path("p/<uuid:project_id>/delete", views.project_delete_view, name="project-delete"),
+    path("p/<uuid:project_id>/generate", views.generate, name="generate"),
+    path("p/<uuid:project_id>/estimate", views.estimate, name="estimate"),
+    path("p/<uuid:project_id>/upload", views.asset_upload, name="asset-upload"),
+    path("a/<uuid:asset_id>/", views.asset_page, name="asset"),
+    path("g/<uuid:generation_id>/", views.generation_page, name="generation"),
+    path("g/<uuid:generation_id>/cancel", views.generation_cancel_view, name="generation-cancel"),
+    path("account/", views.account_page, name="account"),
+    path("account/tokens", views.token_create, name="token-create"),
+    path("account/tokens/<str:token_key>/revoke", views.token_revoke, name="token-revoke"),
+]

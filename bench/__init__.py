@@ -1,0 +1,1 @@
+"""Benchmarks, run by `make bench` (see docs/BENCHMARKS.md). Not imported by the studio itself."""

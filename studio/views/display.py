@@ -1,0 +1,88 @@
+"""Presentation helpers shared by the studio pages: how models, prices and inputs read on screen."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Iterable, Mapping
+
+from django.urls import reverse
+
+KIND_ICONS = {"image": "🖼", "video": "🎞", "audio": "🔊", "text": "📄", "mesh": "🧊", "other": "📦"}
+
+
+def usd(amount: Any) -> str:
+    """'$0.002', '$1.5', '$0' — as many decimals as the price has, no trailing zeros."""
+    if amount is None:
+        return "—"
+    value = Decimal(amount).normalize()
+    return f"${value:f}"
+
+
+def price_label(model: Any) -> str:
+    card = model.current_price
+    if card is None:
+        return "free"
+    if not card.usd_per_unit:
+        return "free"
+    return f"{usd(card.usd_per_unit)} {card.get_unit_display()}"
+
+
+def operation_label(operation: str) -> str:
+    return operation.replace("-", " ").capitalize()
+
+
+@dataclass
+class ModelGroup:
+    label: str
+    models: list[Any] = field(default_factory=list)
+
+
+def model_groups(models: Iterable[Any]) -> list[ModelGroup]:
+    """The picker's <optgroup>s: models grouped by operation, in catalog order (featured first)."""
+    groups: dict[str, ModelGroup] = {}
+    for model in models:
+        model.price_label = price_label(model)
+        groups.setdefault(model.operation, ModelGroup(label=operation_label(model.operation))).models.append(model)
+    return list(groups.values())
+
+
+def default_model(models: list[Any]) -> Any:
+    return next((m for m in models if m.featured), models[0] if models else None)
+
+
+@dataclass
+class InputRow:
+    label: str
+    value: str
+    href: str = ""
+
+
+def input_rows(schema: Mapping[str, Any], inputs: Mapping[str, Any]) -> list[InputRow]:
+    """A generation's inputs as label/value rows; asset inputs link to the asset's page."""
+    props = schema.get("properties", {})
+    rows: list[InputRow] = []
+    for name, value in inputs.items():
+        prop = props.get(name, {})
+        label = str(prop.get("title") or name.replace("_", " ").capitalize())
+        href = ""
+        if prop.get("format") == "asset" and value:
+            try:
+                href = reverse("studio:asset", kwargs={"asset_id": uuid.UUID(str(value))})
+            except ValueError:
+                href = ""
+        rows.append(InputRow(label=label, value="" if value is None else str(value), href=href))
+    return rows
+
+
+def field_error_lines(errors: Mapping[str, list[str]], schema: Mapping[str, Any]) -> list[str]:
+    """Service errors keyed "inputs.width" as 'Width: must be at least 256.' lines."""
+    props = schema.get("properties", {})
+    lines = []
+    for key, messages in errors.items():
+        name = key.split(".", 1)[1] if key.startswith("inputs.") else key
+        prop = props.get(name, {})
+        label = str(prop.get("title") or name.replace("_", " ").capitalize())
+        lines.extend(f"{label}: {message}" for message in messages)
+    return lines
