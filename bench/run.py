@@ -488,23 +488,34 @@ def child(args: argparse.Namespace) -> int:
             return worker
 
         started = time.perf_counter()
+
+        def progress(message: str) -> None:
+            print(f"[bench {args.flavour} {time.perf_counter() - started:5.1f}s] {message}", file=sys.stderr,
+                  flush=True)
+
+        progress("latency: starting a solo worker")
         # Latency: one job at a time on a solo worker, so only the pipeline itself is in the number.
         solo = start("solo", ["--pool=solo"], worker_env)
         bench.noop_latency(args.warmup)
         for i in range(args.warmup):
             bench.wait_succeeded(bench.submit(i))
+        progress(f"latency: {args.n} no-ops")
         noop_lat = bench.noop_latency(args.n)
+        progress(f"latency: {args.n} generations")
         gen_lat = bench.generation_latency(args.n)
         solo.stop()
+        progress("throughput: starting a prefork worker")
 
         # Throughput: a burst of N on a prefork worker with one process per core.
         pool = start("prefork", ["--pool=prefork", "--concurrency=2"], worker_env)
         bench.noop_throughput(args.warmup)
         for i in range(args.warmup):
             bench.wait_succeeded(bench.submit(i))
+        progress(f"throughput: bursts of {args.n} no-ops and {args.n} generations")
         noop_rate = bench.noop_throughput(args.n)
         gen_rate, accept_rate = bench.generation_throughput(args.n)
         pool.stop()
+        progress("throughput: backlogs drained by a fresh worker")
 
         # Worker only: a backlog queued while no worker runs, then drained by the same prefork worker.
         def start_pool() -> Worker:
@@ -518,6 +529,7 @@ def child(args: argparse.Namespace) -> int:
         # What `make run` users get: kombu's default 1 s filesystem polling (no override).
         as_configured: tuple[Stats, Stats] | None = None
         if filesystem and args.as_configured_n > 0:
+            progress(f"as configured: {args.as_configured_n} of each at kombu's default polling")
             env = {k: v for k, v in worker_env.items() if k != "BENCH_BROKER_POLLING_INTERVAL"}
             default = start("default-polling", ["--pool=solo"], env)
             as_configured = bench.noop_latency(args.as_configured_n), bench.generation_latency(args.as_configured_n)

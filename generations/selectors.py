@@ -46,3 +46,14 @@ def generation_get_for_user(user: Any, generation_id: uuid.UUID | str) -> Genera
 
 def generation_active_exists(*, project: Any) -> bool:
     return Generation.objects.filter(project=project, status__in=ACTIVE_STATUSES).exists()
+
+
+def generation_recent_for_project(user: Any, project: Any, *, limit: int) -> list[Generation]:
+    """The project's newest `limit` jobs, plus every still-active one however old it is, so a job list
+    that polls while jobs run never loses sight of one. Active first, then newest."""
+    base = generation_list_for_user(user).filter(project=project).select_related("model").prefetch_related("outputs")
+    recent = list(base[:limit])
+    seen = {g.pk for g in recent}
+    # Fewer than `limit` rows means there is nothing older, active or not.
+    older_active = list(base.filter(status__in=ACTIVE_STATUSES).exclude(pk__in=seen)) if len(recent) == limit else []
+    return sorted(older_active + recent, key=lambda g: (not g.is_active, -g.created_at.timestamp()))

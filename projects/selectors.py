@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.http import Http404
 
 from projects.models import Project
@@ -39,3 +40,22 @@ def project_get_by_name_for_user(user: Any, name: str) -> Project:
     if project is None:
         raise Http404(f"No project named {name!r}.")
     return project
+
+
+def _count_per_project(qs: QuerySet[Any]) -> Coalesce:
+    return Coalesce(Subquery(qs.filter(project=OuterRef("pk")).order_by().values("project")
+                             .annotate(n=Count("pk")).values("n")[:1], output_field=IntegerField()), Value(0))
+
+
+def project_list_with_stats_for_user(user: Any) -> QuerySet[Project]:
+    """The user's projects with asset and job counts and the newest image's id (`cover_id`), in one
+    query: correlated subqueries rather than joins, so counting assets does not multiply rows by jobs."""
+    from assets.selectors import asset_list_for_user
+    from generations.selectors import generation_list_for_user
+
+    images = asset_list_for_user(user).filter(project=OuterRef("pk"), kind="image").order_by("-created_at", "-id")
+    return project_list_for_user(user).annotate(
+        asset_count=_count_per_project(asset_list_for_user(user)),
+        generation_count=_count_per_project(generation_list_for_user(user)),
+        cover_id=Subquery(images.values("pk")[:1]),
+    )

@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.selectors import api_token_list_for_user
 from accounts.services import api_token_create, api_token_revoke
 from studio.forms import TokenForm
 
@@ -15,9 +16,7 @@ TEMPLATE = "studio/account.html"
 
 
 def _context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
-    # knox's token rows hang off the user (AbstractAuthToken.user, related_name "auth_token_set"):
-    # only this user's tokens, newest first. Only the 15-character key prefix is stored in clear.
-    tokens = list(request.user.auth_token_set.all())
+    tokens = list(api_token_list_for_user(request.user))
     return {"tokens": tokens, "token_form": extra.pop("token_form", None) or TokenForm(), **extra}
 
 

@@ -22,7 +22,8 @@ from billing.services import InsufficientCredits, credits_summary
 from config.errors import InvalidRequest, ServiceError
 from generations.models import Generation
 from generations.pricing import credits_display
-from generations.selectors import generation_get_for_user, generation_list_for_user, model_get, model_list
+from generations.selectors import (generation_get_for_user, generation_recent_for_project,
+                                   model_get, model_list)
 from generations.services import generation_create, generation_estimate
 from projects.models import Project
 from projects.selectors import project_get_for_user
@@ -40,8 +41,7 @@ PICKER_LIMIT = 200  # newest assets offered to asset inputs
 # --- context builders ----------------------------------------------------------------------------------
 
 def _jobs(user: Any, project: Project) -> list[Generation]:
-    return list(generation_list_for_user(user).filter(project=project).select_related("model")
-                .prefetch_related("outputs")[:JOB_LIMIT])
+    return generation_recent_for_project(user, project, limit=JOB_LIMIT)
 
 
 def _jobs_context(user: Any, project: Project, jobs: list[Generation] | None = None) -> dict[str, Any]:
