@@ -148,8 +148,8 @@ else:
     }
 
 BROKER_DIR = Path(os.environ.get("BROKER_DIR", VAR_DIR / "broker"))
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
-if CELERY_BROKER_URL.startswith("filesystem://"):
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL or "filesystem://localhost/")
+if CELERY_BROKER_URL.startswith("filesystem:"):
     # kombu's filesystem transport: a folder of message files, shared by the web process and the
     # worker on one machine. No server to run; good for one host, not for a cluster.
     CELERY_BROKER_TRANSPORT_OPTIONS = {

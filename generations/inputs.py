@@ -77,6 +77,11 @@ def _message(error: Any) -> str:
         return "This field is required."
     if error.validator == "additionalProperties":
         return f"Unknown input: {error.message.split('(')[-1].rstrip(')')}"
+    if error.validator == "pattern":
+        # jsonschema's text quotes the regular expression, which means nothing to a person.
+        return "This field must not be blank." if error.validator_value == "\\S" else "This value is not in the expected format."
+    if error.validator == "minLength" and error.validator_value == 1:
+        return "This field must not be blank."
     return str(error.message)
 
 

@@ -132,12 +132,17 @@ def test_bad_inputs_are_400_naming_the_field_and_hold_nothing(owner_api: APIClie
         ({}, "inputs.prompt"),
         ({"prompt": "x", "width": 100}, "inputs.width"),
         ({"prompt": "x", "style": "cubism"}, "inputs.style"),
+        ({"prompt": "   "}, "inputs.prompt"),
+        ({"prompt": "x", "colour": "red"}, "inputs"),
     ]
     for inputs, field in cases:
         response = owner_api.post("/api/v1/generations", {"project": str(project.pk), "model": "local/sketch",
                                                           "inputs": inputs}, format="json")
         assert response.status_code == 400
         assert field in response.json()["error"]["fields"], response.json()
+    blank = owner_api.post("/api/v1/generations", {"project": str(project.pk), "model": "local/sketch",
+                                                   "inputs": {"prompt": " "}}, format="json").json()
+    assert blank["error"]["fields"]["inputs.prompt"] == ["This field must not be blank."]
     assert credits_summary(user=owner).held == 0
     assert not Generation.objects.exists()
 
@@ -240,3 +245,15 @@ def _named(data: bytes, name: str) -> io.BytesIO:
     fh.name = name
     return fh
 
+
+
+def test_the_committed_openapi_schema_is_current_and_valid(tmp_path: Any) -> None:
+    """docs/openapi.yaml is what `make schema` writes; a change to the API must update it."""
+    from pathlib import Path
+
+    from django.core.management import call_command
+
+    fresh = tmp_path / "openapi.yaml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(fresh))
+    committed = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
+    assert committed.read_text() == fresh.read_text(), "run `make schema` and commit docs/openapi.yaml"
