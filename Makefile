@@ -12,7 +12,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/studio
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
 
-.PHONY: help install run web worker migrate test test-sqlite test-postgres browser-deps bench schema check-services clean
+.PHONY: help install run web worker migrate lint test test-sqlite test-postgres browser-deps bench schema check-services clean
 
 help:
 	@echo "make run    install, migrate, load the catalog, create the demo account, start web + worker"
@@ -57,7 +57,10 @@ browser-deps:
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; fi; \
 	fi
 
-test: install browser-deps
+lint: install
+	.venv/bin/ruff check .
+
+test: install browser-deps lint
 	$(MAKE) --no-print-directory test-sqlite
 	$(MAKE) --no-print-directory test-postgres
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import django_filters
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -15,6 +16,7 @@ from assets.selectors import asset_get_for_user, asset_list_for_user
 from assets.services import asset_create, asset_download_url
 from config.errors import InvalidRequest
 from config.pagination import CursorPagination
+from projects.filters import ProjectScopedFilterSet, filter_or_400
 from projects.selectors import project_get_for_user
 
 
@@ -38,6 +40,14 @@ class AssetUploadSerializer(serializers.Serializer):
     file = serializers.FileField(allow_empty_file=False)
 
 
+class AssetFilter(ProjectScopedFilterSet):
+    kind = django_filters.ChoiceFilter(choices=AssetKind.choices)
+
+    class Meta:
+        model = Asset
+        fields = ["project", "kind"]
+
+
 class AssetViewSet(viewsets.ViewSet):
     """Uploaded and generated files."""
 
@@ -49,15 +59,7 @@ class AssetViewSet(viewsets.ViewSet):
                                OpenApiParameter("kind", str, enum=AssetKind.values)],
                    responses=AssetSerializer(many=True))
     def list(self, request: Request) -> Response:
-        qs = asset_list_for_user(request.user)
-        project = request.query_params.get("project")
-        if project:
-            qs = qs.filter(project=project_get_for_user(request.user, project))
-        kind = request.query_params.get("kind")
-        if kind:
-            if kind not in AssetKind.values:
-                raise serializers.ValidationError({"kind": [f"One of: {', '.join(AssetKind.values)}"]})
-            qs = qs.filter(kind=kind)
+        qs = filter_or_400(AssetFilter, request, asset_list_for_user(request.user))
         paginator = CursorPagination()
         paginator.ordering = ("-created_at", "-id")
         page = paginator.paginate_queryset(qs, request, view=self)

@@ -20,7 +20,7 @@ class AssetSource(models.TextChoices):
     GENERATION = "generation"
 
 
-def asset_upload_to(instance: "Asset", filename: str) -> str:
+def asset_upload_to(instance: Asset, filename: str) -> str:
     # Content-addressed names under the project: unguessable, and a user-supplied name never
     # becomes a path (it is kept in Asset.name for display and downloads).
     ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import django_filters
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -14,6 +15,7 @@ from config.pagination import CursorPagination
 from generations.models import AIModel, Generation, Operation, Status
 from generations.selectors import generation_get_for_user, generation_list_for_user, model_get, model_list
 from generations.services import generation_cancel, generation_create, generation_estimate
+from projects.filters import ProjectScopedFilterSet, filter_or_400
 
 
 class PriceSerializer(serializers.Serializer):
@@ -102,6 +104,14 @@ class GenerationListSerializer(GenerationSerializer):
         fields = [f for f in GenerationSerializer.Meta.fields if f != "logs"]
 
 
+class GenerationFilter(ProjectScopedFilterSet):
+    status = django_filters.ChoiceFilter(choices=Status.choices)
+
+    class Meta:
+        model = Generation
+        fields = ["project", "status"]
+
+
 class GenerationViewSet(viewsets.ViewSet):
     """Every AI job: submit, follow, cancel."""
 
@@ -113,17 +123,8 @@ class GenerationViewSet(viewsets.ViewSet):
         responses=GenerationListSerializer(many=True),
     )
     def list(self, request: Request) -> Response:
-        qs = generation_list_for_user(request.user).select_related("model").prefetch_related("outputs")
-        project = request.query_params.get("project")
-        if project:
-            from projects.selectors import project_get_for_user
-
-            qs = qs.filter(project=project_get_for_user(request.user, project))
-        state = request.query_params.get("status")
-        if state:
-            if state not in Status.values:
-                raise serializers.ValidationError({"status": [f"One of: {', '.join(Status.values)}"]})
-            qs = qs.filter(status=state)
+        qs = filter_or_400(GenerationFilter, request, generation_list_for_user(request.user)
+                           .select_related("model").prefetch_related("outputs"))
         paginator = CursorPagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(GenerationListSerializer(page, many=True).data)

@@ -53,7 +53,7 @@ class AIModel(models.Model):
         return self.id
 
     @property
-    def current_price(self) -> "PriceCard | None":
+    def current_price(self) -> PriceCard | None:
         cards = getattr(self, "_prefetched_objects_cache", {}).get("price_cards")
         if cards is not None:
             return max(cards, key=lambda card: card.version, default=None)

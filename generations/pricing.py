@@ -14,9 +14,10 @@ Missing factors count as 1. Credits are rounded up, so a paid job never costs ze
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
-from typing import Any, Mapping
+from typing import Any
 
 from django.conf import settings
 

@@ -20,8 +20,7 @@ from config.errors import Conflict, InvalidRequest
 from generations import pricing
 from generations.inputs import asset_fields, validate_inputs
 from generations.models import AIModel, Generation, Status
-from generations.providers.base import (AssetInput, CatalogModel, ProviderError, ProviderJob,
-                                        ProviderStatus)
+from generations.providers.base import AssetInput, CatalogModel, ProviderError, ProviderJob, ProviderStatus
 from generations.providers.registry import get_provider
 from projects.selectors import project_get_for_user
 

@@ -5,7 +5,6 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from config.errors import Conflict, InvalidRequest
-
 from projects.models import Project
 
 

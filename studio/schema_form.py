@@ -10,8 +10,9 @@ same keys `InvalidRequest.fields` uses, so service errors land next to their fie
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 PREFIX = "inputs."
 ASSET_FORMAT = "asset"

@@ -16,8 +16,8 @@ from generations.models import Generation
 from generations.selectors import generation_get_for_user
 from generations.services import generation_cancel
 from projects.selectors import project_get_for_user
-from studio.views.projects import job_list_response
 from studio.views.display import KIND_ICONS, input_rows, usd
+from studio.views.projects import job_list_response
 
 TEMPLATE = "studio/generation.html"
 LOG_LINES = 200

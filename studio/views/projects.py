@@ -22,8 +22,7 @@ from billing.services import InsufficientCredits, credits_summary
 from config.errors import InvalidRequest, ServiceError
 from generations.models import Generation
 from generations.pricing import credits_display
-from generations.selectors import (generation_get_for_user, generation_recent_for_project,
-                                   model_get, model_list)
+from generations.selectors import generation_get_for_user, generation_recent_for_project, model_get, model_list
 from generations.services import generation_create, generation_estimate
 from projects.models import Project
 from projects.selectors import project_get_for_user

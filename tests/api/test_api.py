@@ -257,3 +257,9 @@ def test_the_committed_openapi_schema_is_current_and_valid(tmp_path: Any) -> Non
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(fresh))
     committed = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
     assert committed.read_text() == fresh.read_text(), "run `make schema` and commit docs/openapi.yaml"
+
+
+def test_list_filters_reject_unknown_values_with_400(owner_api: APIClient) -> None:
+    assert owner_api.get("/api/v1/assets", {"kind": "hologram"}).json()["error"]["fields"]["kind"]
+    assert owner_api.get("/api/v1/generations", {"status": "dreaming"}).status_code == 400
+    assert owner_api.get("/api/v1/generations", {"project": "not-a-uuid"}).status_code == 400

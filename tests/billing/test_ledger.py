@@ -7,7 +7,14 @@ from django.core.management import call_command
 
 from billing.models import Entry, Hold, HoldStatus, LedgerAccount, Transaction
 from billing.selectors import unbalanced_transactions, wallet_drift
-from billing.services import InsufficientCredits, credits_grant, credits_hold, credits_summary, hold_release, hold_settle
+from billing.services import (
+    InsufficientCredits,
+    credits_grant,
+    credits_hold,
+    credits_summary,
+    hold_release,
+    hold_settle,
+)
 
 pytestmark = pytest.mark.django_db
 

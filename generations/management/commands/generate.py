@@ -117,7 +117,7 @@ class Command(BaseCommand):
             "id": str(generation.pk), "model": generation.model_id, "status": generation.status,
             "credits": {"estimated": generation.credits_estimated, "charged": generation.credits_charged},
             "provider_cost_usd": str(generation.provider_cost_usd) if generation.provider_cost_usd is not None else None,
-            "outputs": [{"asset": str(a.pk), "kind": a.kind, "mime": a.mime, "file": f} for a, f in zip(outputs, files)],
+            "outputs": [{"asset": str(a.pk), "kind": a.kind, "mime": a.mime, "file": f} for a, f in zip(outputs, files, strict=True)],
             "error": {"code": generation.error_code, "message": generation.error_message} if generation.error_code else None,
         }
         if as_json:
