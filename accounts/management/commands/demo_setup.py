@@ -7,13 +7,14 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from accounts.models import User
+from accounts.models import ApiToken, User
 from accounts.services import api_token_create, user_create
 from billing.services import credits_summary
 from projects.selectors import project_list_for_user
 from projects.services import project_create
 
 DEMO_EMAIL = "demo@studio.local"
+TOKEN_NAME = "make run"
 
 
 class Command(BaseCommand):
@@ -35,7 +36,9 @@ class Command(BaseCommand):
             password = password_file.read_text().strip() if password_file.exists() else "(unchanged; see var/demo-password.txt)"
         if not project_list_for_user(user).exists():
             project_create(owner=user, name="My first project", description="Made by `make run`.")
-        _, token = api_token_create(user=user, name="make run")
+        # One demo token at a time: each start replaces the one the previous start printed.
+        ApiToken.objects.filter(user=user, name=TOKEN_NAME).delete()
+        _, token = api_token_create(user=user, name=TOKEN_NAME)
         credits = credits_summary(user=user)
         self.stdout.write(self.style.SUCCESS("\nThe studio is starting on http://127.0.0.1:8000/"))
         self.stdout.write(f"  Demo account  {email}")

@@ -1,0 +1,71 @@
+"""The management commands a person runs: demo setup, tokens, and the `generate` CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from accounts.models import ApiToken, User
+
+pytestmark = pytest.mark.django_db
+
+
+def test_demo_setup_creates_the_account_once_and_keeps_one_token(settings: Any, tmp_path: Any, catalog: None) -> None:
+    settings.VAR_DIR = tmp_path
+    first, second = io.StringIO(), io.StringIO()
+    call_command("demo_setup", stdout=first)
+    call_command("demo_setup", stdout=second)
+    user = User.objects.get(email="demo@studio.local")
+    assert user.projects.count() == 1
+    assert ApiToken.objects.filter(user=user).count() == 1
+    password = (tmp_path / "demo-password.txt").read_text()
+    assert password in first.getvalue() and password in second.getvalue()
+    assert user.check_password(password)
+    assert "500 available" in second.getvalue()
+
+
+def test_api_token_create_prints_a_working_token(owner: Any) -> None:
+    from rest_framework.test import APIClient
+
+    out = io.StringIO()
+    call_command("api_token_create", "--user", owner.email, "--name", "ci", stdout=out)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {out.getvalue().strip()}")
+    assert client.get("/api/v1/me").json()["email"] == owner.email
+
+
+def test_generate_refuses_bad_input_with_a_readable_error(owner: Any, project: Any, catalog: None) -> None:
+    with pytest.raises(CommandError, match="inputs.width"):
+        call_command("generate", "--user", owner.email, "--project", project.name, "--model", "local/sketch",
+                     "--input", "prompt=boat", "--input", "width=100", "--no-wait")
+    with pytest.raises(CommandError, match="No project named"):
+        call_command("generate", "--user", owner.email, "--project", "Nope", "--model", "local/sketch",
+                     "--input", "prompt=boat")
+
+
+def test_generate_submits_through_the_pipeline_and_reports_json(owner: Any, project: Any, catalog: None,
+                                                                 settings: Any) -> None:
+    settings.GENERATION_POLL_INTERVAL = 0.01
+    out = io.StringIO()
+    call_command("generate", "--user", owner.email, "--project", project.name, "--model", "local/sketch",
+                 "--input", "prompt=a boat", "--input", "width=256", "--input", "height=256", "--json", "--no-wait",
+                 stdout=out)
+    body = json.loads(out.getvalue())
+    assert body["status"] == "queued" and body["credits"]["estimated"] == 1
+    from generations.services import generation_run
+
+    generation_run(body["id"])
+    out = io.StringIO()
+    call_command("generate", "--user", owner.email, "--project", project.name, "--model", "local/upscale",
+                 "--input", f"image={_first_asset(owner)}", "--json", "--no-wait", stdout=out)
+    assert json.loads(out.getvalue())["model"] == "local/upscale"
+
+
+def _first_asset(user: Any) -> str:
+    from assets.models import Asset
+
+    return str(Asset.objects.filter(owner=user).values_list("pk", flat=True).first())
