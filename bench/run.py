@@ -24,10 +24,11 @@ import subprocess
 import sys
 import time
 import urllib.parse
+from collections.abc import Callable
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "var" / "bench"
@@ -151,7 +152,7 @@ class Worker:
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "Worker":
+    def start(self) -> Worker:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.worker", *self.options, "--loglevel=WARNING", "--without-gossip",
@@ -164,13 +165,9 @@ class Worker:
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        t0 = time.perf_counter()
         try:
-            # Cold shutdown: every job is finished by the time the bench stops a worker, and a warm one
-            # waits out the transport's polling and the pool's own shutdown (seconds, each time).
-            os.killpg(self.proc.pid, signal.SIGQUIT)
-            self.proc.wait(10)
-            print(f"DEBUG stop {self.label} {time.perf_counter()-t0:.1f}s", file=sys.stderr)
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(15)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
@@ -378,11 +375,9 @@ class Bench:
         t0 = time.perf_counter()
         ids = [self.submit(i) for i in range(n)]
         accepted = n / (time.perf_counter() - t0)
-        print(f"DEBUG submitted {time.perf_counter()-t0:.1f}s", file=sys.stderr)
         worker = start_worker()
         self.worker = worker
         self.wait_all_succeeded(ids)
-        print(f"DEBUG drained {time.perf_counter()-t0:.1f}s", file=sys.stderr)
         worker.stop()
         span = Generation.objects.filter(pk__in=ids).aggregate(first=Min("started_at"), last=Max("finished_at"))
         return n / (span["last"] - span["first"]).total_seconds(), accepted
@@ -532,10 +527,10 @@ def child(args: argparse.Namespace) -> int:
         gen_drain, api_alone = bench.generation_drain(args.n, start_pool)
         noop_drain = bench.noop_drain(args.n, start_pool)
 
-        # What `make run` users get: kombu's default 1 s filesystem polling (no override).
+        # What `make run` users get: the studio's configured filesystem polling (no bench override).
         as_configured: tuple[Stats, Stats] | None = None
         if filesystem and args.as_configured_n > 0:
-            progress(f"as configured: {args.as_configured_n} of each at kombu's default polling")
+            progress(f"as configured: {args.as_configured_n} of each at the studio's broker polling")
             env = {k: v for k, v in worker_env.items() if k != "BENCH_BROKER_POLLING_INTERVAL"}
             default = start("default-polling", ["--pool=solo"], env)
             as_configured = bench.noop_latency(args.as_configured_n), bench.generation_latency(args.as_configured_n)
@@ -579,7 +574,7 @@ def _report(*, db: str, broker: str, n: int, noop_lat: Stats, gen_lat: Stats, no
     if as_configured is not None:
         noop_d, gen_d = as_configured
         lines += [
-            f"as configured (kombu's default 1 s polling), n={len(noop_d.samples_ms)}:",
+            f"as configured (BROKER_POLLING_INTERVAL, default 0.1 s), n={len(noop_d.samples_ms)}:",
             f"{'  celery no-op round trip':26}{noop_d.median:>10.1f}{noop_d.p95:>10.1f}",
             f"{'  generation end to end':26}{gen_d.median:>10.1f}{gen_d.p95:>10.1f}",
         ]
@@ -604,7 +599,7 @@ def main() -> int:
     parser.add_argument("--polling-interval", type=float, default=0.005,
                         help="filesystem broker polling, seconds (kombu's default is 1.0; see BENCHMARKS.md)")
     parser.add_argument("--as-configured-n", type=int, default=10,
-                        help="jobs measured with kombu's default polling as well (filesystem broker; 0 skips)")
+                        help="jobs measured with the studio's configured polling as well (filesystem broker; 0 skips)")
     parser.add_argument("--keep", action="store_true", help="keep the bench database and Redis db afterwards")
     parser.add_argument("--flavour", help=argparse.SUPPRESS)
     args = parser.parse_args()

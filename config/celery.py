@@ -4,6 +4,9 @@ import os
 
 from celery import Celery
 
+from config import broker
+
+broker.install()
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("studio")

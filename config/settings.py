@@ -157,6 +157,9 @@ if CELERY_BROKER_URL.startswith("filesystem:"):
         "data_folder_out": str(BROKER_DIR / "queue"),
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
+        # How often an idle worker lists the folder. kombu's default of 1 s is most of a quick job's
+        # wait (docs/BENCHMARKS.md); 0.1 s costs a few directory listings a second.
+        "polling_interval": float(os.environ.get("BROKER_POLLING_INTERVAL", "0.1")),
     }
     for _sub in ("queue", "control"):
         (BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)

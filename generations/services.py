@@ -90,8 +90,8 @@ def generation_cancel(*, user: Any, generation_id: Any) -> Generation:
             return generation
         generation.refresh_from_db()
     if generation.status == Status.RUNNING:
+        # The worker running it is the only writer of its log; it notes the cancel when it sees it.
         Generation.objects.filter(pk=generation.pk).update(cancel_requested=True)
-        _append_log(generation.pk, "Cancel requested; stopping the job at the provider.")
         generation.refresh_from_db()
         return generation
     raise Conflict(f"This generation has already {generation.status}; there is nothing to cancel.",
@@ -148,17 +148,22 @@ def _claim(generation_id: Any) -> bool:
         attempts=F("attempts") + 1, queue_position=None))
 
 
-def _finish_without_charge(generation: Generation, *, status: str, code: str = "", message: str = "") -> bool:
-    """Move a running job to failed or canceled and release its hold. Only one caller can win."""
+def _finish_without_charge(generation: Generation, *, status: str, code: str = "", message: str = "",
+                           logs: list[dict[str, str]] | None = None) -> bool:
+    """Move a running job to failed or canceled and release its hold. Only one caller can win.
+    `logs` is the runner's full log (it writes them with the status); others append a line."""
+    note = "Canceled." if status == Status.CANCELED else f"Failed: {message}"
+    line = f"{note} Nothing was charged; the hold was released."
+    changes: dict[str, Any] = {"status": status, "error_code": code[:40], "error_message": message,
+                               "finished_at": timezone.now(), "queue_position": None}
+    if logs is not None:
+        changes["logs"] = (logs + [_log_line(line)])[-MAX_LOG_LINES:]
     with transaction.atomic():
-        done = Generation.objects.filter(pk=generation.pk, status=Status.RUNNING).update(
-            status=status, error_code=code[:40], error_message=message, finished_at=timezone.now(),
-            queue_position=None)
+        done = Generation.objects.filter(pk=generation.pk, status=Status.RUNNING).update(**changes)
         if done:
             hold_release(reference=generation.hold_reference)
-    if done:
-        note = "Canceled" if status == Status.CANCELED else f"Failed: {message}"
-        _append_log(generation.pk, f"{note} Nothing was charged; the hold was released.")
+    if done and logs is None:
+        _append_log(generation.pk, line)
     return bool(done)
 
 
@@ -167,23 +172,63 @@ def generation_fail(*, generation_id: Any, code: str, message: str) -> bool:
     return _finish_without_charge(generation, status=Status.FAILED, code=code, message=message)
 
 
-def _record(generation: Generation, status: ProviderStatus, last: dict[str, Any]) -> bool:
-    """Write what changed since the last poll; return whether a cancel was requested."""
-    changes: dict[str, Any] = {}
-    now = timezone.now()
-    if status.progress is not None and status.progress != last.get("progress"):
-        changes["progress"] = max(0, min(100, int(status.progress)))
-        last["progress"] = status.progress
-    if status.queue_position != last.get("queue_position"):
-        changes["queue_position"] = status.queue_position
-        last["queue_position"] = status.queue_position
-    if changes or now - last["heartbeat"] > timedelta(seconds=5):
-        changes["heartbeat_at"] = now
-        last["heartbeat"] = now
-        Generation.objects.filter(pk=generation.pk, status=Status.RUNNING).update(**changes)
-    if status.logs:
-        _append_log(generation.pk, *status.logs)
-    return bool(Generation.objects.filter(pk=generation.pk).values_list("cancel_requested", flat=True).first())
+def _log_line(message: str) -> dict[str, str]:
+    return {"t": timezone.now().isoformat(), "message": message}
+
+
+class _Run:
+    """One claimed attempt at a generation, in the worker.
+
+    While a job runs, this runner is the only writer of its row's progress, queue position, heartbeat
+    and logs (a cancel from the web only sets `cancel_requested`), so it keeps the log in memory and
+    writes whatever changed in one UPDATE per poll, instead of a locked read-modify-write per line."""
+
+    HEARTBEAT = timedelta(seconds=5)
+    CANCEL_CHECK = timedelta(seconds=0.5)
+
+    def __init__(self, generation: Generation) -> None:
+        self.generation = generation
+        self.logs: list[dict[str, str]] = list(generation.logs)
+        self.dirty: dict[str, Any] = {}
+        self.progress: int | None = None
+        self.queue_position: int | None = None
+        self.heartbeat = timezone.now()
+        self.cancel_checked = timezone.now() - self.CANCEL_CHECK
+
+    def log(self, *messages: str) -> None:
+        self.logs.extend(_log_line(m) for m in messages)
+        del self.logs[:-MAX_LOG_LINES]
+        self.dirty["logs"] = self.logs
+
+    def flush(self, **changes: Any) -> None:
+        changes = {**self.dirty, **changes}
+        now = timezone.now()
+        if not changes and now - self.heartbeat < self.HEARTBEAT:
+            return
+        changes["heartbeat_at"] = self.heartbeat = now
+        Generation.objects.filter(pk=self.generation.pk, status=Status.RUNNING).update(**changes)
+        self.dirty = {}
+
+    def record(self, status: ProviderStatus) -> None:
+        if status.progress is not None:
+            progress = max(0, min(100, int(status.progress)))
+            if progress != self.progress:
+                self.dirty["progress"] = self.progress = progress
+        if status.queue_position != self.queue_position:
+            self.dirty["queue_position"] = self.queue_position = status.queue_position
+        if status.logs:
+            self.log(*status.logs)
+        self.flush()
+
+    def cancel_requested(self) -> bool:
+        now = timezone.now()
+        if now - self.cancel_checked < self.CANCEL_CHECK:
+            return False
+        self.cancel_checked = now
+        return bool(Generation.objects.filter(pk=self.generation.pk).values_list("cancel_requested", flat=True).first())
+
+    def finish_without_charge(self, *, status: str, code: str = "", message: str = "") -> bool:
+        return _finish_without_charge(self.generation, status=status, code=code, message=message, logs=self.logs)
 
 
 def generation_run(generation_id: Any) -> None:
@@ -192,20 +237,19 @@ def generation_run(generation_id: Any) -> None:
     if not _claim(generation_id):
         return
     generation = Generation.objects.select_related("model", "project", "price_card").get(pk=generation_id)
+    run = _Run(generation)
     provider = get_provider(generation.model.provider)
     try:
         inputs = _provider_inputs(generation)
     except ProviderError as exc:
-        _finish_without_charge(generation, status=Status.FAILED, code=exc.code, message=exc.message)
+        run.finish_without_charge(status=Status.FAILED, code=exc.code, message=exc.message)
         return
-    _append_log(generation.pk, f"Started on {provider.name} (attempt {generation.attempts}).")
+    run.log(f"Started on {provider.name} (attempt {generation.attempts}).")
     deadline = timezone.now() + timedelta(seconds=generation.model.timeout_seconds)
-    last: dict[str, Any] = {"heartbeat": timezone.now()}
 
     def submit() -> ProviderJob:
         new_job = provider.submit(_catalog_model(generation.model), inputs, credentials=None)
-        Generation.objects.filter(pk=generation.pk).update(provider_request_id=new_job.request_id[:200],
-                                                          provider_data=new_job.data)
+        run.flush(provider_request_id=new_job.request_id[:200], provider_data=new_job.data)
         return new_job
 
     try:
@@ -221,20 +265,22 @@ def generation_run(generation_id: Any) -> None:
             if reused and status.state == "failed" and status.error_code == "lost":
                 # The provider no longer knows the request (the local provider's jobs die with the
                 # worker process that ran them): submit it afresh, within this attempt.
-                _append_log(generation.pk, "The previous request was lost with its worker; submitting again.")
+                run.log("The previous request was lost with its worker; submitting again.")
                 job, reused = submit(), False
                 continue
-            cancel = _record(generation, status, last)
             if status.terminal:
+                run.record(status)
                 break
-            if cancel:
+            run.record(status)
+            if run.cancel_requested():
+                run.log("Cancel requested; stopping the job at the provider.")
                 provider.cancel(job)
-                _finish_without_charge(generation, status=Status.CANCELED)
+                run.finish_without_charge(status=Status.CANCELED)
                 return
             if timezone.now() > deadline:
                 provider.cancel(job)
-                _finish_without_charge(generation, status=Status.FAILED, code="timeout",
-                                       message=f"The job took longer than {generation.model.timeout_seconds}s.")
+                run.finish_without_charge(status=Status.FAILED, code="timeout",
+                                          message=f"The job took longer than {generation.model.timeout_seconds}s.")
                 return
             time.sleep(settings.GENERATION_POLL_INTERVAL)
         call_failed = False
@@ -247,15 +293,15 @@ def generation_run(generation_id: Any) -> None:
         if exc.retry_after:
             status.usage["retry_after"] = exc.retry_after
     if status.state == "succeeded":
-        _succeed(generation, status)
+        _succeed(run, status)
     elif status.state == "canceled":
-        _finish_without_charge(generation, status=Status.CANCELED)
+        run.finish_without_charge(status=Status.CANCELED)
     elif status.retryable and generation.attempts < settings.GENERATION_MAX_ATTEMPTS:
         # Retrying a failed call re-uses the provider's request; a job that failed upstream is submitted again.
-        _requeue(generation, status, forget_request=not call_failed)
+        _requeue(run, status, forget_request=not call_failed)
     else:
-        _finish_without_charge(generation, status=Status.FAILED, code=status.error_code or "provider_error",
-                               message=status.error_message or "The provider reported a failure.")
+        run.finish_without_charge(status=Status.FAILED, code=status.error_code or "provider_error",
+                                  message=status.error_message or "The provider reported a failure.")
 
 
 def _backoff(attempt: int, retry_after: float | None) -> float:
@@ -263,20 +309,21 @@ def _backoff(attempt: int, retry_after: float | None) -> float:
     return max(base, float(retry_after or 0))
 
 
-def _requeue(generation: Generation, status: ProviderStatus, *, forget_request: bool) -> None:
+def _requeue(run: _Run, status: ProviderStatus, *, forget_request: bool) -> None:
+    generation = run.generation
     countdown = _backoff(generation.attempts, status.usage.get("retry_after"))
-    changes: dict[str, Any] = {"status": Status.QUEUED, "heartbeat_at": timezone.now()}
+    run.log(f"Transient error ({status.error_code}: {status.error_message}); retrying in {countdown:.0f}s.")
+    changes: dict[str, Any] = {"status": Status.QUEUED, "heartbeat_at": timezone.now(), "logs": run.logs}
     if forget_request:
         changes.update(provider_request_id="", provider_data={})
     if Generation.objects.filter(pk=generation.pk, status=Status.RUNNING).update(**changes):
-        _append_log(generation.pk, f"Transient error ({status.error_code}: {status.error_message}); "
-                                   f"retrying in {countdown:.0f}s.")
         raise RetryLater(countdown)
 
 
-def _succeed(generation: Generation, status: ProviderStatus) -> None:
+def _succeed(run: _Run, status: ProviderStatus) -> None:
     from generations.ingest import outputs_store
 
+    generation = run.generation
     requested = int(generation.inputs.get("num_images", 1) or 1) if generation.model.output_kind == "image" else 1
     stored: list[Any] = []
     try:
@@ -292,17 +339,17 @@ def _succeed(generation: Generation, status: ProviderStatus) -> None:
                                            delivered_outputs=len(stored))
             charged = hold_settle(reference=generation.hold_reference, amount=credits,
                                   memo=f"{generation.model_id} generation {generation.pk}")
+            run.log(f"Succeeded: {len(stored)} output(s); charged {pricing.credits_display(charged)}.")
             Generation.objects.filter(pk=generation.pk).update(
                 status=Status.SUCCEEDED, progress=100, finished_at=timezone.now(), credits_charged=charged,
-                provider_cost_usd=cost, queue_position=None)
+                provider_cost_usd=cost, queue_position=None, logs=run.logs)
     except Exception as exc:
         for asset in stored:
             asset.file.storage.delete(asset.file.name)
         if isinstance(exc, ProviderError):
-            _finish_without_charge(generation, status=Status.FAILED, code=exc.code, message=exc.message)
+            run.finish_without_charge(status=Status.FAILED, code=exc.code, message=exc.message)
             return
         raise
-    _append_log(generation.pk, f"Succeeded: {len(stored)} output(s); charged {pricing.credits_display(charged)}.")
 
 
 # --- sweep (beat) ----------------------------------------------------------------------------------
