@@ -30,6 +30,8 @@ class AssetSerializer(serializers.ModelSerializer):
         model = Asset
         fields = ["id", "project", "kind", "name", "mime", "size", "sha256", "width", "height", "duration",
                   "source", "generation", "parent", "metadata", "created_at", "download_url"]
+        # Output only. Read-only fields also carry no database-dependent bounds into the schema.
+        read_only_fields = fields
 
     def get_download_url(self, obj: Asset) -> str:
         return asset_download_url(asset=obj, request=self.context.get("request"))

@@ -33,6 +33,7 @@ class ModelSerializer(serializers.ModelSerializer):
         model = AIModel
         fields = ["id", "name", "description", "provider", "operation", "output_kind", "input_schema",
                   "featured", "timeout_seconds", "price"]
+        read_only_fields = fields
 
     def get_price(self, obj: AIModel) -> dict[str, Any] | None:
         card = obj.current_price
@@ -91,6 +92,8 @@ class GenerationSerializer(serializers.ModelSerializer):
                   "logs", "outputs", "credits", "provider_cost_usd", "cost_usd_estimated", "error_code",
                   "error_message", "attempts", "provider_request_id", "created_at", "started_at",
                   "finished_at"]
+        # Output only. Read-only fields also carry no database-dependent bounds into the schema.
+        read_only_fields = fields
 
     def get_outputs(self, obj: Generation) -> list[str]:
         return [str(asset.pk) for asset in obj.outputs.all()]
@@ -102,6 +105,7 @@ class GenerationSerializer(serializers.ModelSerializer):
 class GenerationListSerializer(GenerationSerializer):
     class Meta(GenerationSerializer.Meta):
         fields = [f for f in GenerationSerializer.Meta.fields if f != "logs"]
+        read_only_fields = fields
 
 
 class GenerationFilter(ProjectScopedFilterSet):
