@@ -298,6 +298,45 @@ GENERATION_MAX_ATTEMPTS = env_int("GENERATION_MAX_ATTEMPTS", 3)
 STALE_RUNNING_AFTER = timedelta(seconds=env_int("STALE_RUNNING_AFTER_SECONDS", 120))
 STALE_QUEUED_AFTER = timedelta(seconds=env_int("STALE_QUEUED_AFTER_SECONDS", 300))
 
+# --- Providers ---------------------------------------------------------------------------------------
+# Platform keys, used for users who have not saved their own key for that provider.
+PROVIDER_KEYS = {
+    "fal": os.environ.get("FAL_KEY", ""),
+    "replicate": os.environ.get("REPLICATE_API_TOKEN", ""),
+    "google": os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY", ""),
+    "openai": os.environ.get("OPENAI_API_KEY", ""),
+    "anthropic": os.environ.get("ANTHROPIC_API_KEY", ""),
+    "openrouter": os.environ.get("OPENROUTER_API_KEY", ""),
+}
+# Where each provider's API lives, for a gateway or proxy in front of it (and the test fakes). Empty:
+# the official SDK's own default. fal's value is the queue host URL (https://queue.fal.run).
+PROVIDER_BASE_URLS = {
+    "fal": os.environ.get("FAL_QUEUE_URL", ""),
+    "replicate": os.environ.get("REPLICATE_BASE_URL", ""),
+    "google": os.environ.get("GOOGLE_GEMINI_BASE_URL", ""),
+    "openai": os.environ.get("OPENAI_BASE_URL", ""),
+    "anthropic": os.environ.get("ANTHROPIC_BASE_URL", ""),
+    "openrouter": os.environ.get("OPENROUTER_BASE_URL", "https://openrouter.ai/api/v1"),
+}
+# A CA bundle to trust for provider calls and output downloads instead of the system's (tests).
+PROVIDER_CA_BUNDLE = os.environ.get("PROVIDER_CA_BUNDLE", "")
+# Webhooks need a public https URL; without one the worker polls.
+PROVIDER_WEBHOOKS = env_bool("PROVIDER_WEBHOOKS", SITE_URL.startswith("https://"))
+REPLICATE_WEBHOOK_SECRET = os.environ.get("REPLICATE_WEBHOOK_SECRET", "")  # whsec_…
+FAL_JWKS_URL = os.environ.get("FAL_JWKS_URL", "https://rest.alpha.fal.ai/.well-known/jwks.json")
+# Users' own provider keys are encrypted with AES-256-GCM under these master keys: "id:base64key,…",
+# the first one current (new and re-encrypted rows), the others still readable (rotation).
+KEY_ENCRYPTION_KEYS = os.environ.get("KEY_ENCRYPTION_KEYS", "")
+if not KEY_ENCRYPTION_KEYS and not DEBUG:
+    raise ImproperlyConfigured("KEY_ENCRYPTION_KEYS must be set when DEBUG is off (see README).")
+# Jobs on a user's own key charge no credits, or this percentage of the provider cost as a platform fee.
+BYO_KEY_FEE_PERCENT = env_int("BYO_KEY_FEE_PERCENT", 0)
+# Downloading outputs that providers return by URL.
+OUTPUT_FETCH_TIMEOUT = float(os.environ.get("OUTPUT_FETCH_TIMEOUT", "60"))
+OUTPUT_FETCH_MAX_REDIRECTS = env_int("OUTPUT_FETCH_MAX_REDIRECTS", 3)
+# Loopback/private "host:port" pairs that may be fetched anyway. Only for the test fakes; empty in use.
+OUTPUT_FETCH_PRIVATE_ALLOWLIST: list[str] = []
+
 # --- Security in production ----------------------------------------------------------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"

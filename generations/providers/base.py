@@ -103,8 +103,33 @@ class ProviderStatus:
         return self.state in ("succeeded", "failed", "canceled")
 
 
+@dataclass
+class WebhookEvent:
+    """A provider callback that passed signature verification."""
+
+    request_id: str  # the provider's request/prediction id, as stored in Generation.provider_request_id
+    status: ProviderStatus
+
+
+class WebhookRejected(Exception):
+    """A callback that failed verification (bad or missing signature, stale timestamp, bad body)."""
+
+
 @runtime_checkable
 class Provider(Protocol):
+    """Every adapter. Remote adapters also have the optional members below.
+
+    - `credentials` is `{"api_key": "..."}`: the user's own key when they saved one, else the platform
+      key from the environment (generations.credentials resolves which).
+    - `output_hosts`: host names (exact, or a leading "*." for subdomains) that outputs returned by URL
+      may be downloaded from; generations.fetch refuses any other.
+    - `check_credentials(credentials)`: one cheap authenticated call; raises ProviderError(code=
+      "invalid_key") when the provider rejects the key. Used when a user saves a key and by
+      `manage.py provider_check`.
+    - `parse_webhook(headers, body) -> WebhookEvent`: verify a callback as the provider documents and
+      decode it; raise WebhookRejected otherwise. Only providers that sign their webhooks have it.
+    """
+
     name: str
 
     def submit(self, model: CatalogModel, inputs: dict[str, Any], *, credentials: dict[str, str] | None,

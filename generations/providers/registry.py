@@ -9,6 +9,12 @@ from generations.providers.base import Provider
 
 PROVIDERS: dict[str, str] = {
     "local": "generations.providers.local.LocalProvider",
+    "fal": "generations.providers.fal.FalProvider",
+    "replicate": "generations.providers.replicate.ReplicateProvider",
+    "google": "generations.providers.google.GoogleProvider",
+    "openai": "generations.providers.openai.OpenAIProvider",
+    "anthropic": "generations.providers.anthropic.AnthropicProvider",
+    "openrouter": "generations.providers.openrouter.OpenRouterProvider",
 }
 
 
