@@ -63,3 +63,30 @@ class ApiToken(AbstractAuthToken):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.token_key}…)"
+
+
+class ProviderKey(models.Model):
+    """A user's own key for one provider, sealed with AES-256-GCM (accounts.crypto). Never returned
+    or logged in full: only `last4` is shown."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="provider_keys")
+    provider = models.CharField(max_length=40)
+    key_id = models.CharField(max_length=40)  # which master key sealed it (rotation)
+    nonce = models.BinaryField(max_length=12)
+    ciphertext = models.BinaryField()
+    last4 = models.CharField(max_length=4)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "provider"], name="accounts_one_key_per_provider"),
+        ]
+        indexes = [
+            # rotate_provider_keys: rows still sealed under an old master key.
+            models.Index(fields=["key_id"], name="accounts_providerkey_key_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} key …{self.last4} of {self.user}"

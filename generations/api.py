@@ -5,13 +5,14 @@ from typing import Any
 import django_filters
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.pagination import CursorPagination
+from generations.credentials import availability_for
 from generations.models import AIModel, Generation, Operation, Status
 from generations.selectors import generation_get_for_user, generation_list_for_user, model_get, model_list
 from generations.services import generation_cancel, generation_create, generation_estimate
@@ -26,18 +27,32 @@ class PriceSerializer(serializers.Serializer):
     source = serializers.CharField()
 
 
+class AvailabilitySerializer(serializers.Serializer):
+    available = serializers.BooleanField()
+    key_source = serializers.ChoiceField(choices=["user", "platform", "none"],
+                                         help_text="Whose key would pay the provider: yours, the platform's, or none needed.")
+    reason = serializers.CharField(help_text="Why the model is unavailable to you, when it is.")
+
+
 class ModelSerializer(serializers.ModelSerializer):
     price = serializers.SerializerMethodField()
+    availability = serializers.SerializerMethodField()
 
     class Meta:
         model = AIModel
         fields = ["id", "name", "description", "provider", "operation", "output_kind", "input_schema",
-                  "featured", "timeout_seconds", "price"]
+                  "featured", "timeout_seconds", "price", "availability"]
         read_only_fields = fields
 
+    @extend_schema_field(PriceSerializer(allow_null=True))
     def get_price(self, obj: AIModel) -> dict[str, Any] | None:
         card = obj.current_price
         return PriceSerializer(card).data if card else None
+
+    @extend_schema_field(AvailabilitySerializer)
+    def get_availability(self, obj: AIModel) -> dict[str, Any]:
+        access = self.context["availability"][obj.provider]
+        return {"available": access.available, "key_source": access.key_source, "reason": access.reason}
 
 
 class ModelViewSet(viewsets.ViewSet):
@@ -54,11 +69,14 @@ class ModelViewSet(viewsets.ViewSet):
                                        "fields": {"operation": [f"One of: {', '.join(Operation.values)}"]}}},
                             status=status.HTTP_400_BAD_REQUEST)
         models = list(model_list(operation=operation))
-        return Response({"results": ModelSerializer(models, many=True).data})
+        access = availability_for(request.user, {m.provider for m in models})
+        return Response({"results": ModelSerializer(models, many=True, context={"availability": access}).data})
 
     @extend_schema(responses=ModelSerializer)
     def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(ModelSerializer(model_get(pk)).data)
+        model = model_get(pk)
+        access = availability_for(request.user, {model.provider})
+        return Response(ModelSerializer(model, context={"availability": access}).data)
 
 
 class GenerationCreateSerializer(serializers.Serializer):

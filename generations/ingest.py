@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import IO, Any
 
 from assets.inspection import RefusedFile
 from assets.models import Asset, AssetSource
-from assets.services import asset_create_from_bytes
+from assets.services import asset_create
 from generations.inputs import asset_fields
 from generations.models import Generation
 from generations.providers.base import Output, ProviderError
@@ -21,28 +21,24 @@ def _parent_asset(generation: Generation) -> Asset | None:
     return None
 
 
-def outputs_store(*, generation: Generation, outputs: list[Output]) -> list[Asset]:
-    """Store each output as an asset of the generation's project, inside the caller's transaction.
-    Returns the assets; on any error the caller deletes their files (see services._succeed)."""
-    if not outputs:
+def outputs_store(*, generation: Generation, prepared: list[tuple[Output, IO[bytes], int]]) -> list[Asset]:
+    """Store each output (already copied to a local file by services._fetch_outputs) as an asset of
+    the generation's project, inside the caller's transaction. Returns the assets; on any error the
+    caller deletes their files (see services._succeed)."""
+    if not prepared:
         raise ProviderError("The provider reported success but returned no output.", code="no_output")
     parent = _parent_asset(generation)
     stored: list[Asset] = []
-    for index, output in enumerate(outputs):
-        if output.data is None:
-            # Only byte outputs exist so far (the local provider). URL outputs need the safe
-            # downloader (allow-listed hosts, address checks, size caps) before we fetch anything.
-            raise ProviderError("The provider returned an output by URL, which this studio does not "
-                                "fetch without its safe downloader.", code="unsupported_output")
+    for index, (output, fh, size) in enumerate(prepared):
         name = output.filename or f"{generation.model.provider_model.replace('/', '-')}-{index + 1}"
         metadata: dict[str, Any] = {
             "recipe": {"model": generation.model_id, "inputs": generation.inputs},
             **output.metadata,
         }
         try:
-            asset = asset_create_from_bytes(project=generation.project, data=output.data, name=name,
-                                            source=AssetSource.GENERATION, generation=generation,
-                                            parent=parent, metadata=metadata)
+            asset = asset_create(project=generation.project, fh=fh, name=name, size=size,
+                                 source=AssetSource.GENERATION, generation=generation, parent=parent,
+                                 metadata=metadata)
         except RefusedFile as exc:
             for done in stored:
                 done.file.storage.delete(done.file.name)

@@ -128,6 +128,10 @@ class Generation(models.Model):
     cost_usd_estimated = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
     provider_cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Whose key pays the provider: the user's own (no credits, or the BYO fee), the platform's, or none (local).
+    key_source = models.CharField(max_length=10, default="none")
+    # Submitted with a webhook: no worker waits on it; the provider's callback (or the sweep) resumes it.
+    awaiting_webhook = models.BooleanField(default=False)
     cancel_requested = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -148,6 +152,8 @@ class Generation(models.Model):
             models.Index(fields=["project", "-created_at"], name="gen_project_recent"),
             # generations_sweep_stale(): running jobs whose heartbeat stopped.
             models.Index(fields=["status", "heartbeat_at"], name="gen_status_heartbeat"),
+            # provider_webhook(): the job a provider's callback is about.
+            models.Index(fields=["provider", "provider_request_id"], name="gen_provider_request"),
         ]
 
     def __str__(self) -> str:

@@ -79,6 +79,15 @@ def actual(card: Any, estimated: Estimate, *, usage: Mapping[str, Any], provider
     return cost, usd_to_credits(cost)
 
 
+def byo_fee(credits: int) -> int:
+    """On the user's own key the provider bills the user; we charge only the platform fee, if any."""
+    return usd_fee_round(credits * settings.BYO_KEY_FEE_PERCENT)
+
+
+def usd_fee_round(hundredths: int) -> int:
+    return -(-hundredths // 100)  # ceiling division: a fee on a paid job is at least one credit
+
+
 def credits_display(credits: int) -> str:
     return f"{credits:,} credit" + ("" if credits == 1 else "s")
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from datetime import timedelta
@@ -18,6 +19,7 @@ from django.utils import timezone
 from billing.services import credits_hold, hold_release, hold_settle
 from config.errors import Conflict, InvalidRequest
 from generations import pricing
+from generations.credentials import availability_for, credentials_for
 from generations.inputs import asset_fields, validate_inputs
 from generations.models import AIModel, Generation, Status
 from generations.providers.base import AssetInput, CatalogModel, ProviderError, ProviderJob, ProviderStatus
@@ -31,6 +33,10 @@ MAX_LOG_LINES = 500
 
 # --- submit ---------------------------------------------------------------------------------------------
 
+def generation_dispatch(generation_id: str, countdown: float | None = None) -> None:
+    _dispatch(generation_id, countdown)
+
+
 def _dispatch(generation_id: str, countdown: float | None = None) -> None:
     from generations.tasks import generation_run_task
 
@@ -38,6 +44,12 @@ def _dispatch(generation_id: str, countdown: float | None = None) -> None:
         generation_run_task.apply_async(args=[generation_id], countdown=countdown)
     else:
         generation_run_task.delay(generation_id)
+
+
+def _dispatch_resume(generation_id: str) -> None:
+    from generations.tasks import generation_resume_task
+
+    generation_resume_task.delay(generation_id)
 
 
 def generation_estimate(*, user: Any, model_id: str, inputs: Any) -> tuple[AIModel, dict[str, Any], pricing.Estimate]:
@@ -58,16 +70,21 @@ def generation_create(*, user: Any, project_id: Any, model_id: str, inputs: Any,
     if project.archived:
         raise Conflict("This project is archived; unarchive it to generate in it.", code="project_archived")
     model, filled, estimate = generation_estimate(user=user, model_id=model_id, inputs=inputs)
+    access = availability_for(user, {model.provider})[model.provider]
+    if not access.available:
+        raise InvalidRequest(access.reason, code="model_unavailable", fields={"model": [access.reason]})
+    credits = pricing.byo_fee(estimate.credits) if access.key_source == "user" else estimate.credits
+    key_note = " on your own key" if access.key_source == "user" else ""
     now = timezone.now()
     with transaction.atomic():
         generation = Generation(
             user=user, project=project, model=model, price_card=model.current_price, inputs=filled,
-            provider=model.provider, credits_estimated=estimate.credits, credits_held=estimate.credits,
-            cost_usd_estimated=estimate.cost_usd, heartbeat_at=now,
-            logs=[{"t": now.isoformat(), "message": f"Queued {model.id}; estimated "
-                   f"{pricing.credits_display(estimate.credits)} (${estimate.cost_usd:.4f})."}],
+            provider=model.provider, credits_estimated=credits, credits_held=credits,
+            cost_usd_estimated=estimate.cost_usd, heartbeat_at=now, key_source=access.key_source,
+            logs=[{"t": now.isoformat(), "message": f"Queued {model.id}{key_note}; estimated "
+                   f"{pricing.credits_display(credits)} (provider cost ${estimate.cost_usd:.4f})."}],
         )
-        credits_hold(user=user, amount=estimate.credits, reference=generation.hold_reference)
+        credits_hold(user=user, amount=credits, reference=generation.hold_reference)
         generation.save(force_insert=True)
         generation_id = str(generation.pk)
         transaction.on_commit(lambda: _dispatch(generation_id))
@@ -236,19 +253,52 @@ def generation_run(generation_id: Any) -> None:
     (queued → running) does anything. Raises RetryLater for transient provider trouble."""
     if not _claim(generation_id):
         return
-    generation = Generation.objects.select_related("model", "project", "price_card").get(pk=generation_id)
+    _execute(Generation.objects.select_related("model", "project", "price_card").get(pk=generation_id),
+             resuming=False)
+
+
+def generation_resume(generation_id: Any) -> None:
+    """Carry on with a job that was submitted with a webhook and parked: after its webhook arrived,
+    or when the sweep finds no webhook came. Polls the provider to the end. Claimed atomically, so a
+    webhook delivered twice resumes it once."""
+    if not Generation.objects.filter(pk=generation_id, status=Status.RUNNING, awaiting_webhook=True).update(
+            awaiting_webhook=False, heartbeat_at=timezone.now()):
+        return
+    _execute(Generation.objects.select_related("model", "project", "price_card").get(pk=generation_id),
+             resuming=True)
+
+
+def _webhook_url(provider: Any) -> str | None:
+    if not settings.PROVIDER_WEBHOOKS or not hasattr(provider, "parse_webhook"):
+        return None
+    from django.urls import reverse
+
+    return settings.SITE_URL + reverse("provider-webhook", kwargs={"provider": provider.name})
+
+
+def _execute(generation: Generation, *, resuming: bool) -> None:
     run = _Run(generation)
     provider = get_provider(generation.model.provider)
+    credentials = credentials_for(generation.user, generation.provider, source=generation.key_source)
+    if credentials is None and generation.key_source != "none":
+        whose = "your" if generation.key_source == "user" else "the platform's"
+        run.finish_without_charge(status=Status.FAILED, code="no_key",
+                                  message=f"This job was submitted to run on {whose} {generation.provider} key, "
+                                          "which is no longer configured.")
+        return
     try:
         inputs = _provider_inputs(generation)
     except ProviderError as exc:
         run.finish_without_charge(status=Status.FAILED, code=exc.code, message=exc.message)
         return
-    run.log(f"Started on {provider.name} (attempt {generation.attempts}).")
-    deadline = timezone.now() + timedelta(seconds=generation.model.timeout_seconds)
+    if not resuming:
+        run.log(f"Started on {provider.name} (attempt {generation.attempts}).")
+    deadline = (generation.started_at or timezone.now()) + timedelta(seconds=generation.model.timeout_seconds)
+    webhook_url = None if resuming else _webhook_url(provider)
 
     def submit() -> ProviderJob:
-        new_job = provider.submit(_catalog_model(generation.model), inputs, credentials=None)
+        new_job = provider.submit(_catalog_model(generation.model), inputs, credentials=credentials,
+                                  webhook_url=webhook_url)
         run.flush(provider_request_id=new_job.request_id[:200], provider_data=new_job.data)
         return new_job
 
@@ -260,6 +310,12 @@ def generation_run(generation_id: Any) -> None:
                               data=generation.provider_data)
         else:
             job = submit()
+            if webhook_url:
+                # No worker waits on a webhook job: the provider calls us back (generations/webhooks.py),
+                # and the sweep polls it if the callback never comes.
+                run.log("Submitted; waiting for the provider's callback.")
+                run.flush(awaiting_webhook=True)
+                return
         while True:
             status = provider.poll(job)
             if reused and status.state == "failed" and status.error_code == "lost":
@@ -274,7 +330,8 @@ def generation_run(generation_id: Any) -> None:
             run.record(status)
             if run.cancel_requested():
                 run.log("Cancel requested; stopping the job at the provider.")
-                provider.cancel(job)
+                if not provider.cancel(job):
+                    run.log("The provider could not stop the job; it may still bill for it.")
                 run.finish_without_charge(status=Status.CANCELED)
                 return
             if timezone.now() > deadline:
@@ -283,6 +340,7 @@ def generation_run(generation_id: Any) -> None:
                                           message=f"The job took longer than {generation.model.timeout_seconds}s.")
                 return
             time.sleep(settings.GENERATION_POLL_INTERVAL)
+        prepared = _fetch_outputs(provider, status) if status.state == "succeeded" else []
         call_failed = False
     except ProviderError as exc:
         # A call to the provider failed (its request may still be fine), as opposed to the provider
@@ -293,7 +351,7 @@ def generation_run(generation_id: Any) -> None:
         if exc.retry_after:
             status.usage["retry_after"] = exc.retry_after
     if status.state == "succeeded":
-        _succeed(run, status)
+        _succeed(run, status, prepared)
     elif status.state == "canceled":
         run.finish_without_charge(status=Status.CANCELED)
     elif status.retryable and generation.attempts < settings.GENERATION_MAX_ATTEMPTS:
@@ -302,6 +360,24 @@ def generation_run(generation_id: Any) -> None:
     else:
         run.finish_without_charge(status=Status.FAILED, code=status.error_code or "provider_error",
                                   message=status.error_message or "The provider reported a failure.")
+
+
+def _fetch_outputs(provider: Any, status: ProviderStatus) -> list[tuple[Any, Any, int]]:
+    """Copy every output into local spooled files, outside any transaction (network I/O)."""
+    from generations.fetch import FetchRefused, fetch_output
+
+    prepared = []
+    for output in status.outputs:
+        if output.data is not None:
+            prepared.append((output, io.BytesIO(output.data), len(output.data)))
+            continue
+        try:
+            fetched = fetch_output(output.url or "", allowed_hosts=getattr(provider, "output_hosts", ()),
+                                   kind=output.kind)
+        except FetchRefused as exc:
+            raise ProviderError(exc.message, code=exc.code, retryable=exc.retryable) from exc
+        prepared.append((output, fetched.file, fetched.size))
+    return prepared
 
 
 def _backoff(attempt: int, retry_after: float | None) -> float:
@@ -320,7 +396,7 @@ def _requeue(run: _Run, status: ProviderStatus, *, forget_request: bool) -> None
         raise RetryLater(countdown)
 
 
-def _succeed(run: _Run, status: ProviderStatus) -> None:
+def _succeed(run: _Run, status: ProviderStatus, prepared: list[tuple[Any, Any, int]]) -> None:
     from generations.ingest import outputs_store
 
     generation = run.generation
@@ -331,12 +407,14 @@ def _succeed(run: _Run, status: ProviderStatus) -> None:
             locked = Generation.objects.select_for_update().filter(pk=generation.pk, status=Status.RUNNING).first()
             if locked is None:  # canceled or swept meanwhile; its hold is already closed
                 return
-            stored = outputs_store(generation=generation, outputs=status.outputs)
+            stored = outputs_store(generation=generation, prepared=prepared)
             estimated = pricing.Estimate(units=Decimal(0), cost_usd=generation.cost_usd_estimated,
                                          credits=generation.credits_estimated)
             cost, credits = pricing.actual(generation.price_card, estimated, usage=status.usage,
                                            provider_cost_usd=status.cost_usd, requested_outputs=requested,
                                            delivered_outputs=len(stored))
+            if generation.key_source == "user":
+                credits = pricing.byo_fee(credits)
             charged = hold_settle(reference=generation.hold_reference, amount=credits,
                                   memo=f"{generation.model_id} generation {generation.pk}")
             run.log(f"Succeeded: {len(stored)} output(s); charged {pricing.credits_display(charged)}.")
@@ -360,8 +438,14 @@ def generations_sweep_stale(now: Any = None) -> dict[str, int]:
     are dispatched again (a lost broker message). Claims make a duplicate dispatch harmless."""
     now = now or timezone.now()
     counts = {"requeued": 0, "failed": 0, "redispatched": 0}
-    stale_running = Generation.objects.filter(status=Status.RUNNING,
-                                              heartbeat_at__lt=now - settings.STALE_RUNNING_AFTER)
+    stale = now - settings.STALE_RUNNING_AFTER
+    counts["resumed"] = 0
+    parked = Generation.objects.filter(status=Status.RUNNING, awaiting_webhook=True, heartbeat_at__lt=stale)
+    for gid in parked.values_list("id", flat=True):
+        # No callback came (or it was lost): poll it instead. The resume claims the row itself.
+        _dispatch_resume(str(gid))
+        counts["resumed"] += 1
+    stale_running = Generation.objects.filter(status=Status.RUNNING, awaiting_webhook=False, heartbeat_at__lt=stale)
     for generation in stale_running.only("id", "attempts", "heartbeat_at"):
         if generation.attempts >= settings.GENERATION_MAX_ATTEMPTS:
             if _finish_without_charge(generation, status=Status.FAILED, code="worker_lost",

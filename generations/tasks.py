@@ -26,6 +26,20 @@ def generation_run_task(self, generation_id: str) -> None:  # type: ignore[no-un
         raise
 
 
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def generation_resume_task(generation_id: str) -> None:
+    try:
+        services.generation_resume(generation_id)
+    except services.RetryLater as retry:
+        # The job is back to queued; it runs from the top (claim, poll) after the backoff.
+        services.generation_dispatch(generation_id, countdown=retry.countdown)
+    except Exception:
+        logger.exception("generation %s crashed while resuming", generation_id)
+        services.generation_fail(generation_id=generation_id, code="internal_error",
+                                 message="The studio hit an internal error running this job.")
+        raise
+
+
 @shared_task
 def generations_sweep_stale() -> dict[str, int]:
     return services.generations_sweep_stale()

@@ -1,0 +1,54 @@
+"""Provider callbacks: verified as each provider documents, then the job is resumed by a worker.
+
+The callback itself does no provider I/O and no downloads: it proves the request came from the
+provider (fal: Ed25519 over request id, user id, timestamp and body hash; Replicate: HMAC-SHA256 over
+webhook-id, timestamp and body), finds the job, and enqueues `generation_resume_task`, which polls the
+provider once more and finishes the job through the same code as polling (one code path for outputs
+and money). A callback for a job we do not know yet answers 404 so the provider retries later (a fast
+job can complete before our worker has stored its request id)."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from generations.models import Generation, Status
+from generations.providers.base import WebhookRejected
+from generations.providers.registry import PROVIDERS, get_provider
+
+logger = logging.getLogger(__name__)
+
+# Request bodies larger than this are not webhooks we expect (fal and Replicate send JSON documents).
+MAX_WEBHOOK_BYTES = 5 * 1024 * 1024
+
+
+@csrf_exempt  # authenticated by the provider's signature instead
+@require_POST
+def provider_webhook(request: HttpRequest, provider: str) -> HttpResponse:
+    if provider not in PROVIDERS:
+        return JsonResponse({"error": {"code": "not_found", "message": "Unknown provider."}}, status=404)
+    adapter = get_provider(provider)
+    if not hasattr(adapter, "parse_webhook"):
+        return JsonResponse({"error": {"code": "not_found", "message": "This provider has no webhooks."}}, status=404)
+    body = request.body
+    if len(body) > MAX_WEBHOOK_BYTES:
+        return JsonResponse({"error": {"code": "too_large", "message": "Body too large."}}, status=413)
+    try:
+        event = adapter.parse_webhook({k.lower(): v for k, v in request.headers.items()}, body)
+    except WebhookRejected as exc:
+        logger.warning("refused %s webhook: %s", provider, exc)
+        return JsonResponse({"error": {"code": "invalid_signature", "message": str(exc)}}, status=400)
+    generation = (Generation.objects.filter(provider=provider, provider_request_id=event.request_id)
+                  .only("id", "status", "awaiting_webhook").first())
+    if generation is None:
+        return JsonResponse({"error": {"code": "not_found", "message": "Unknown request."}}, status=404)
+    if generation.status == Status.RUNNING and generation.awaiting_webhook and event.status.terminal:
+        from generations.tasks import generation_resume_task
+
+        gid = str(generation.pk)
+        transaction.on_commit(lambda: generation_resume_task.delay(gid))
+    return JsonResponse({"ok": True})
