@@ -6,7 +6,7 @@ WORKDIR /app
 COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project
 COPY . .
-RUN DEBUG=0 SECRET_KEY=collectstatic python manage.py collectstatic --noinput
+RUN DEBUG=0 SECRET_KEY=collectstatic KEY_ENCRYPTION_KEYS=build:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= python manage.py collectstatic --noinput
 RUN useradd --create-home studio && mkdir -p /app/var && chown studio /app/var
 USER studio
 EXPOSE 8000
