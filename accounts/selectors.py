@@ -4,8 +4,13 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from accounts.models import ApiToken
+from accounts.models import ApiToken, ProviderKey
 
 
 def api_token_list_for_user(user: Any) -> QuerySet[ApiToken]:
     return ApiToken.objects.filter(user=user).order_by("-created")
+
+
+def provider_key_list_for_user(user: Any) -> QuerySet[ProviderKey]:
+    """Saved keys without their ciphertext (pages show the last four characters only)."""
+    return ProviderKey.objects.filter(user=user).only("provider", "last4", "verified_at", "updated_at").order_by("provider")

@@ -35,7 +35,11 @@ def api_token_revoke(*, user: User, token_key: str) -> bool:
 
 # --- users' own provider keys ------------------------------------------------------------------------
 
-def _remote_providers() -> list[str]:
+PROVIDER_LABELS = {"fal": "fal.ai", "replicate": "Replicate", "google": "Google Gen AI", "openai": "OpenAI",
+                   "anthropic": "Anthropic", "openrouter": "OpenRouter"}
+
+
+def remote_providers() -> list[str]:
     from generations.providers.registry import PROVIDERS
 
     return [name for name in PROVIDERS if name != "local"]
@@ -48,7 +52,7 @@ def provider_key_save(*, user: User, provider: str, api_key: str, verify: bool =
     from generations.providers.registry import get_provider
 
     api_key = api_key.strip()
-    if provider not in _remote_providers():
+    if provider not in remote_providers():
         raise InvalidRequest(f"Unknown provider {provider!r}.", fields={"provider": ["Unknown provider."]})
     if len(api_key) < 8 or any(c.isspace() for c in api_key):
         raise InvalidRequest("That does not look like an API key.", fields={"api_key": ["That does not look like an API key."]})

@@ -17,4 +17,6 @@ urlpatterns = [
     path("account/", views.account_page, name="account"),
     path("account/tokens", views.token_create, name="token-create"),
     path("account/tokens/<str:token_key>/revoke", views.token_revoke, name="token-revoke"),
+    path("account/keys/<str:provider>", views.provider_key_save_view, name="provider-key-save"),
+    path("account/keys/<str:provider>/delete", views.provider_key_delete_view, name="provider-key-delete"),
 ]

@@ -2,22 +2,41 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.selectors import api_token_list_for_user
-from accounts.services import api_token_create, api_token_revoke
+from accounts.selectors import api_token_list_for_user, provider_key_list_for_user
+from accounts.services import (
+    PROVIDER_LABELS,
+    api_token_create,
+    api_token_revoke,
+    provider_key_delete,
+    provider_key_save,
+    remote_providers,
+)
+from config.errors import ServiceError
 from studio.forms import TokenForm
 
 TEMPLATE = "studio/account.html"
 
 
+def _provider_rows(user: Any, errors: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """One row per remote provider: the saved key's last four characters, or whether the platform
+    provides a key, so people can see which models they can run and on whose bill."""
+    saved = {row.provider: row for row in provider_key_list_for_user(user)}
+    return [{"provider": name, "label": PROVIDER_LABELS.get(name, name), "saved": saved.get(name),
+             "platform": bool(settings.PROVIDER_KEYS.get(name)), "error": (errors or {}).get(name, "")}
+            for name in remote_providers()]
+
+
 def _context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
     tokens = list(api_token_list_for_user(request.user))
-    return {"tokens": tokens, "token_form": extra.pop("token_form", None) or TokenForm(), **extra}
+    return {"tokens": tokens, "token_form": extra.pop("token_form", None) or TokenForm(),
+            "provider_rows": _provider_rows(request.user, extra.pop("key_errors", None)), **extra}
 
 
 @login_required
@@ -49,5 +68,34 @@ def token_revoke(request: HttpRequest, token_key: str) -> HttpResponse:
     note = "Token revoked; it no longer works." if revoked else "That token was already revoked."
     if request.htmx:
         return render(request, f"{TEMPLATE}#tokens", _context(request, token_note=note))
+    messages.success(request, note)
+    return redirect("studio:account")
+
+
+@login_required
+@require_POST
+def provider_key_save_view(request: HttpRequest, provider: str) -> HttpResponse:
+    errors: dict[str, str] = {}
+    note = ""
+    try:
+        row = provider_key_save(user=request.user, provider=provider, api_key=request.POST.get("api_key", ""))
+        note = f"Saved your {PROVIDER_LABELS.get(provider, provider)} key …{row.last4}; the provider accepted it."
+    except ServiceError as exc:
+        errors[provider] = exc.message
+    if request.htmx:
+        return render(request, f"{TEMPLATE}#provider-keys", _context(request, key_errors=errors, key_note=note))
+    if errors:
+        return render(request, TEMPLATE, _context(request, key_errors=errors), status=400)
+    messages.success(request, note)
+    return redirect("studio:account")
+
+
+@login_required
+@require_POST
+def provider_key_delete_view(request: HttpRequest, provider: str) -> HttpResponse:
+    removed = provider_key_delete(user=request.user, provider=provider)
+    note = "Key removed; this provider's models now use the platform key, if there is one." if removed else "No key was saved."
+    if request.htmx:
+        return render(request, f"{TEMPLATE}#provider-keys", _context(request, key_note=note))
     messages.success(request, note)
     return redirect("studio:account")

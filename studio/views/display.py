@@ -40,6 +40,13 @@ class ModelGroup:
     models: list[Any] = field(default_factory=list)
 
 
+def annotate_availability(models: Iterable[Any], access: dict[str, Any]) -> None:
+    """Mark each model with whether this user can run it, whose key pays, and why not."""
+    for model in models:
+        entry = access[model.provider]
+        model.available, model.key_source, model.unavailable_reason = entry.available, entry.key_source, entry.reason
+
+
 def model_groups(models: Iterable[Any]) -> list[ModelGroup]:
     """The picker's <optgroup>s: models grouped by operation, in catalog order (featured first)."""
     groups: dict[str, ModelGroup] = {}
@@ -50,7 +57,9 @@ def model_groups(models: Iterable[Any]) -> list[ModelGroup]:
 
 
 def default_model(models: list[Any]) -> Any:
-    return next((m for m in models if m.featured), models[0] if models else None)
+    """A featured model the user can run, else any they can run, else the first."""
+    runnable = [m for m in models if getattr(m, "available", True)]
+    return next((m for m in runnable if m.featured), runnable[0] if runnable else (models[0] if models else None))
 
 
 @dataclass

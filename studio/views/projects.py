@@ -20,6 +20,7 @@ from assets.selectors import asset_get_for_user, asset_list_for_user
 from assets.services import asset_create
 from billing.services import InsufficientCredits, credits_summary
 from config.errors import InvalidRequest, ServiceError
+from generations.credentials import availability_for
 from generations.models import Generation
 from generations.pricing import credits_display
 from generations.selectors import generation_get_for_user, generation_recent_for_project, model_get, model_list
@@ -29,7 +30,14 @@ from projects.selectors import project_get_for_user
 from projects.services import project_delete, project_update
 from studio.forms import ProjectEditForm, UploadForm, add_service_errors
 from studio.schema_form import form_fields, initial_values, inputs_from_post
-from studio.views.display import KIND_ICONS, default_model, field_error_lines, model_groups, price_label
+from studio.views.display import (
+    KIND_ICONS,
+    annotate_availability,
+    default_model,
+    field_error_lines,
+    model_groups,
+    price_label,
+)
 
 TEMPLATE = "studio/project.html"
 JOB_LIMIT = 20  # the job list shows the most recent jobs; the rest are on each asset's recipe
@@ -83,6 +91,7 @@ def _panel_context(request: HttpRequest, project: Project, *, models: list[Any],
                    prefill_inputs: dict[str, Any] | None = None, prefill_asset: Any = None,
                    errors: dict[str, list[str]] | None = None, message: str = "", level: str = "error",
                    summary: Any = None) -> dict[str, Any]:
+    annotate_availability(models, availability_for(request.user, {m.provider for m in models}))
     model = next((m for m in models if m.id == model_id), None) or default_model(models)
     ctx: dict[str, Any] = {"project": project, "model_groups": model_groups(models), "model": model,
                            "fields": [], "panel_message": message, "panel_level": level}
