@@ -157,3 +157,20 @@ def hold_release(*, reference: str) -> bool:
     hold.closed_at = timezone.now()
     hold.save(update_fields=["status", "closed_at"])
     return True
+
+
+@transaction.atomic
+def hold_resize(*, reference: str, amount: int) -> Hold:
+    """Change an open hold to `amount` (a job switching to a fallback model with another price).
+    Growing it needs the credits to be available; raises InsufficientCredits otherwise."""
+    locked = _lock_open_hold(reference)
+    if locked is None:
+        raise ValueError(f"No open hold {reference!r}.")
+    wallet, hold = locked
+    delta = amount - hold.amount
+    if delta > 0 and wallet.available < delta:
+        raise InsufficientCredits(balance=wallet.balance, held=wallet.held, required=delta)
+    LedgerAccount.objects.filter(pk=wallet.pk).update(held=wallet.held + delta)
+    hold.amount = amount
+    hold.save(update_fields=["amount"])
+    return hold

@@ -179,6 +179,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "generations.tasks.generations_sweep_stale",
         "schedule": timedelta(seconds=env_int("SWEEP_INTERVAL_SECONDS", 60)),
     },
+    "provider-outcomes-prune": {
+        "task": "generations.tasks.provider_outcomes_prune",
+        "schedule": timedelta(hours=6),
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -331,6 +335,11 @@ if not KEY_ENCRYPTION_KEYS and not DEBUG:
     raise ImproperlyConfigured("KEY_ENCRYPTION_KEYS must be set when DEBUG is off (see README).")
 # Jobs on a user's own key charge no credits, or this percentage of the provider cost as a platform fee.
 BYO_KEY_FEE_PERCENT = env_int("BYO_KEY_FEE_PERCENT", 0)
+# The circuit breaker (generations/health.py): this many transient failures of one provider within
+# the window open its circuit for the cooldown.
+CIRCUIT_FAILURES = env_int("CIRCUIT_FAILURES", 5)
+CIRCUIT_WINDOW = env_int("CIRCUIT_WINDOW_SECONDS", 120)
+CIRCUIT_COOLDOWN = env_int("CIRCUIT_COOLDOWN_SECONDS", 60)
 # Downloading outputs that providers return by URL.
 OUTPUT_FETCH_TIMEOUT = float(os.environ.get("OUTPUT_FETCH_TIMEOUT", "60"))
 OUTPUT_FETCH_MAX_REDIRECTS = env_int("OUTPUT_FETCH_MAX_REDIRECTS", 3)

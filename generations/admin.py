@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from generations.models import AIModel, Generation, PriceCard
+from generations.models import AIModel, Generation, PriceCard, ProviderOutcome
 from generations.services import generation_cancel
 
 
@@ -64,3 +64,33 @@ class GenerationAdmin(admin.ModelAdmin):
             generation_cancel(user=generation.user, generation_id=generation.pk)
             done += 1
         messages.info(request, f"Cancel requested for {done} generation(s).")
+
+
+@admin.register(ProviderOutcome)
+class ProviderOutcomeAdmin(admin.ModelAdmin):
+    """Provider health: the last hour's and day's success rate and latency per provider and model on
+    top, then the raw outcomes. Read-only."""
+
+    list_display = ["created_at", "provider", "model", "ok", "transient", "error_code", "latency_ms"]
+    list_filter = ["provider", "ok", "transient"]
+    search_fields = ["model", "error_code"]
+    show_full_result_count = False
+    date_hierarchy = "created_at"
+    change_list_template = "admin/generations/provideroutcome/change_list.html"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+    def changelist_view(self, request, extra_context=None):  # type: ignore[no-untyped-def]
+        from datetime import timedelta
+
+        from generations.health import provider_health
+
+        extra_context = {**(extra_context or {}), "health_windows": [
+            ("Last hour", provider_health(window=timedelta(hours=1))),
+            ("Last 24 hours", provider_health(window=timedelta(hours=24))),
+        ]}
+        return super().changelist_view(request, extra_context=extra_context)

@@ -83,6 +83,10 @@ class GenerationCreateSerializer(serializers.Serializer):
     project = serializers.UUIDField()
     model = serializers.CharField(max_length=120)
     inputs = serializers.JSONField(default=dict)
+    fallback_models = serializers.ListField(
+        child=serializers.CharField(max_length=120), required=False, allow_null=True, default=None,
+        help_text="Models of the same operation to switch to, in order, if this one fails transiently "
+                  "(only those you can pay for). Default: the project's fallback list.")
 
 
 class EstimateSerializer(serializers.Serializer):
@@ -107,7 +111,8 @@ class GenerationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Generation
         fields = ["id", "project", "model", "provider", "inputs", "status", "progress", "queue_position",
-                  "logs", "outputs", "credits", "provider_cost_usd", "cost_usd_estimated", "error_code",
+                  "logs", "outputs", "credits", "provider_cost_usd", "cost_usd_estimated", "key_source",
+                  "fallback_models", "fallbacks_used", "error_code",
                   "error_message", "attempts", "provider_request_id", "created_at", "started_at",
                   "finished_at"]
         # Output only. Read-only fields also carry no database-dependent bounds into the schema.
@@ -159,7 +164,8 @@ class GenerationViewSet(viewsets.ViewSet):
         try:
             generation = generation_create(user=request.user, project_id=data.validated_data["project"],
                                            model_id=data.validated_data["model"],
-                                           inputs=data.validated_data["inputs"])
+                                           inputs=data.validated_data["inputs"],
+                                           fallback_models=data.validated_data["fallback_models"])
         except Http404 as exc:
             raise Http404("No such project.") from exc
         return Response(GenerationSerializer(generation_get_for_user(request.user, generation.pk)).data,

@@ -132,6 +132,11 @@ class Generation(models.Model):
     key_source = models.CharField(max_length=10, default="none")
     # Submitted with a webhook: no worker waits on it; the provider's callback (or the sweep) resumes it.
     awaiting_webhook = models.BooleanField(default=False)
+    # Models to switch to, in order, when this one fails transiently (and the user can pay for them).
+    fallback_models = models.JSONField(default=list, blank=True)
+    # Each switch made: [{"from": model id, "to": model id, "reason": error code, "t": iso time}].
+    # `model` and `provider` are the ones that actually served the job.
+    fallbacks_used = models.JSONField(default=list, blank=True)
     cancel_requested = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -166,3 +171,22 @@ class Generation(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+
+class ProviderOutcome(models.Model):
+    """One provider attempt's result, for rolling success rates and latency (admin) and the circuit
+    breaker's history. Append-only; old rows are pruned by the sweep."""
+
+    provider = models.CharField(max_length=40)
+    model = models.CharField(max_length=120)
+    ok = models.BooleanField()
+    transient = models.BooleanField(default=False)
+    error_code = models.CharField(max_length=40, blank=True)
+    latency_ms = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            # provider_health(): outcomes in a recent window, per provider and model.
+            models.Index(fields=["created_at", "provider", "model"], name="gen_outcome_recent"),
+        ]

@@ -20,6 +20,7 @@ from billing.services import credits_hold, hold_release, hold_settle
 from config.errors import Conflict, InvalidRequest
 from generations import pricing
 from generations.credentials import availability_for, credentials_for
+from generations.health import circuit_open_for, record_outcome
 from generations.inputs import asset_fields, validate_inputs
 from generations.models import AIModel, Generation, Status
 from generations.providers.base import AssetInput, CatalogModel, ProviderError, ProviderJob, ProviderStatus
@@ -63,7 +64,7 @@ def generation_estimate(*, user: Any, model_id: str, inputs: Any) -> tuple[AIMod
 
 
 def generation_create(*, user: Any, project_id: Any, model_id: str, inputs: Any,
-                      parent_asset_id: Any = None) -> Generation:
+                      fallback_models: list[str] | None = None) -> Generation:
     """Access check → validate → estimate → hold credits (wallet row locked) → queued row → enqueue
     after commit. Raises Http404, InvalidRequest or InsufficientCredits, having changed nothing."""
     project = project_get_for_user(user, project_id, write=True)
@@ -74,6 +75,7 @@ def generation_create(*, user: Any, project_id: Any, model_id: str, inputs: Any,
     if not access.available:
         raise InvalidRequest(access.reason, code="model_unavailable", fields={"model": [access.reason]})
     credits = pricing.byo_fee(estimate.credits) if access.key_source == "user" else estimate.credits
+    fallbacks = _clean_fallbacks(model, project.fallback_models if fallback_models is None else fallback_models)
     key_note = " on your own key" if access.key_source == "user" else ""
     now = timezone.now()
     with transaction.atomic():
@@ -81,6 +83,7 @@ def generation_create(*, user: Any, project_id: Any, model_id: str, inputs: Any,
             user=user, project=project, model=model, price_card=model.current_price, inputs=filled,
             provider=model.provider, credits_estimated=credits, credits_held=credits,
             cost_usd_estimated=estimate.cost_usd, heartbeat_at=now, key_source=access.key_source,
+            fallback_models=fallbacks,
             logs=[{"t": now.isoformat(), "message": f"Queued {model.id}{key_note}; estimated "
                    f"{pricing.credits_display(credits)} (provider cost ${estimate.cost_usd:.4f})."}],
         )
@@ -89,6 +92,23 @@ def generation_create(*, user: Any, project_id: Any, model_id: str, inputs: Any,
         generation_id = str(generation.pk)
         transaction.on_commit(lambda: _dispatch(generation_id))
     return generation
+
+
+def _clean_fallbacks(model: AIModel, fallback_models: Any) -> list[str]:
+    if not fallback_models:
+        return []
+    if not isinstance(fallback_models, list) or not all(isinstance(m, str) for m in fallback_models):
+        raise InvalidRequest("fallback_models must be a list of model ids.", fields={"fallback_models": ["Expected a list of model ids."]})
+    ids = [m for m in dict.fromkeys(fallback_models) if m != model.id][:5]
+    known = set(AIModel.objects.filter(pk__in=ids, active=True).values_list("id", flat=True))
+    unknown = [m for m in ids if m not in known]
+    if unknown:
+        raise InvalidRequest(f"Unknown fallback model {unknown[0]!r}.", fields={"fallback_models": [f"Unknown model {m!r}." for m in unknown]})
+    wrong = [m for m in ids if AIModel.objects.get(pk=m).operation != model.operation]
+    if wrong:
+        raise InvalidRequest(f"Fallback {wrong[0]!r} does a different operation than {model.id!r}.",
+                             fields={"fallback_models": [f"{m!r} is not a {model.operation} model." for m in wrong]})
+    return ids
 
 
 @transaction.atomic
@@ -302,6 +322,17 @@ def _execute(generation: Generation, *, resuming: bool) -> None:
         run.flush(provider_request_id=new_job.request_id[:200], provider_data=new_job.data)
         return new_job
 
+    if not generation.provider_request_id and not resuming:
+        wait = circuit_open_for(generation.provider)
+        if wait:
+            if _switch_to_fallback(run, reason="circuit_open"):
+                return
+            # Not this job's fault: wait for the circuit to close without spending an attempt.
+            run.log(f"{generation.provider} is failing for everyone right now; waiting {wait:.0f}s before sending this job.")
+            _requeue(run, ProviderStatus(state="failed", error_code="circuit_open", retryable=True,
+                                         usage={"retry_after": wait}), forget_request=True, refund_attempt=True)
+            return
+    started = time.monotonic()
     try:
         reused = bool(generation.provider_request_id)
         if reused:
@@ -350,10 +381,18 @@ def _execute(generation: Generation, *, resuming: bool) -> None:
                                 retryable=exc.retryable)
         if exc.retry_after:
             status.usage["retry_after"] = exc.retry_after
+    if status.state in ("succeeded", "failed"):
+        record_outcome(provider=generation.provider, model=generation.model_id, ok=status.state == "succeeded",
+                       transient=status.retryable, error_code=status.error_code,
+                       latency_ms=(time.monotonic() - started) * 1000)
     if status.state == "succeeded":
         _succeed(run, status, prepared)
     elif status.state == "canceled":
         run.finish_without_charge(status=Status.CANCELED)
+    elif status.retryable and (generation.attempts >= settings.GENERATION_MAX_ATTEMPTS
+                               or circuit_open_for(generation.provider)) and _switch_to_fallback(
+                                   run, reason=status.error_code or "transient"):
+        return
     elif status.retryable and generation.attempts < settings.GENERATION_MAX_ATTEMPTS:
         # Retrying a failed call re-uses the provider's request; a job that failed upstream is submitted again.
         _requeue(run, status, forget_request=not call_failed)
@@ -380,16 +419,65 @@ def _fetch_outputs(provider: Any, status: ProviderStatus) -> list[tuple[Any, Any
     return prepared
 
 
+def _switch_to_fallback(run: _Run, *, reason: str) -> bool:
+    """Move a transiently failing job to its next fallback model that is active, healthy, runnable by
+    this user, accepts the job's inputs, and that the user can pay for (its hold is resized first).
+    Re-queues the job on the new model and returns True; False when no fallback fits."""
+    from billing.services import InsufficientCredits, hold_resize
+
+    generation = run.generation
+    used = {entry["to"] for entry in generation.fallbacks_used} | {entry["from"] for entry in generation.fallbacks_used}
+    for model_id in generation.fallback_models:
+        if model_id in used or model_id == generation.model_id:
+            continue
+        model = AIModel.objects.filter(pk=model_id, active=True).prefetch_related("price_cards").first()
+        if model is None or circuit_open_for(model.provider):
+            continue
+        access = availability_for(generation.user, {model.provider})[model.provider]
+        if not access.available:
+            continue
+        shared = {k: v for k, v in generation.inputs.items() if k in model.input_schema.get("properties", {})
+                  and k != "seed"}
+        try:
+            filled, assets = validate_inputs(schema=model.input_schema, inputs=shared, user=generation.user)
+        except InvalidRequest:
+            run.log(f"Fallback {model.id} does not take this job's inputs; skipped.")
+            continue
+        estimate = pricing.estimate(model.current_price, filled, assets)
+        credits = pricing.byo_fee(estimate.credits) if access.key_source == "user" else estimate.credits
+        try:
+            hold_resize(reference=generation.hold_reference, amount=credits)
+        except InsufficientCredits:
+            run.log(f"Fallback {model.id} would need {credits} credits, more than are available; skipped.")
+            continue
+        run.log(f"{generation.model_id} failed ({reason}); switching to fallback {model.id} "
+                f"({pricing.credits_display(credits)} held).")
+        used_entry = {"from": generation.model_id, "to": model.id, "reason": reason, "t": timezone.now().isoformat()}
+        moved = Generation.objects.filter(pk=generation.pk, status=Status.RUNNING).update(
+            status=Status.QUEUED, model=model, provider=model.provider, price_card=model.current_price,
+            inputs=filled, key_source=access.key_source, credits_estimated=credits, credits_held=credits,
+            cost_usd_estimated=estimate.cost_usd, provider_request_id="", provider_data={}, attempts=0,
+            fallbacks_used=[*generation.fallbacks_used, used_entry], logs=run.logs, heartbeat_at=timezone.now())
+        if moved:
+            gid = str(generation.pk)
+            transaction.on_commit(lambda gid=gid: _dispatch(gid))
+        return bool(moved)
+    return False
+
+
 def _backoff(attempt: int, retry_after: float | None) -> float:
     base = min(60.0, 2.0 ** attempt)
     return max(base, float(retry_after or 0))
 
 
-def _requeue(run: _Run, status: ProviderStatus, *, forget_request: bool) -> None:
+def _requeue(run: _Run, status: ProviderStatus, *, forget_request: bool, refund_attempt: bool = False) -> None:
     generation = run.generation
     countdown = _backoff(generation.attempts, status.usage.get("retry_after"))
-    run.log(f"Transient error ({status.error_code}: {status.error_message}); retrying in {countdown:.0f}s.")
+    if not refund_attempt:
+        run.log(f"Transient error ({status.error_code}: {status.error_message}); retrying in {countdown:.0f}s.")
     changes: dict[str, Any] = {"status": Status.QUEUED, "heartbeat_at": timezone.now(), "logs": run.logs}
+    if refund_attempt:
+        changes["attempts"] = F("attempts") - 1
     if forget_request:
         changes.update(provider_request_id="", provider_data={})
     if Generation.objects.filter(pk=generation.pk, status=Status.RUNNING).update(**changes):

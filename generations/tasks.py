@@ -43,3 +43,10 @@ def generation_resume_task(generation_id: str) -> None:
 @shared_task
 def generations_sweep_stale() -> dict[str, int]:
     return services.generations_sweep_stale()
+
+
+@shared_task
+def provider_outcomes_prune() -> int:
+    from generations.health import outcomes_prune
+
+    return outcomes_prune()

@@ -13,7 +13,7 @@ from projects.services import project_create, project_delete, project_update
 class ProjectSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
-        fields = ["id", "name", "description", "tags", "archived", "created_at", "updated_at"]
+        fields = ["id", "name", "description", "tags", "archived", "fallback_models", "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at"]
 
 
@@ -22,6 +22,8 @@ class ProjectWriteSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True, default="")
     tags = serializers.ListField(child=serializers.CharField(max_length=40), required=False, default=list)
     archived = serializers.BooleanField(required=False)
+    fallback_models = serializers.ListField(child=serializers.CharField(max_length=120), required=False,
+                                            help_text="Default fallback models for this project's generations.")
 
 
 class ProjectViewSet(viewsets.ViewSet):

@@ -13,6 +13,8 @@ class Project(models.Model):
     description = models.TextField(blank=True)
     tags = models.JSONField(default=list, blank=True)
     archived = models.BooleanField(default=False)
+    # Default fallback models for this project's generations (see Generation.fallback_models).
+    fallback_models = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -19,6 +19,17 @@ def _clean_tags(tags: list[Any] | None) -> list[str]:
     return cleaned[:30]
 
 
+def _clean_fallback_ids(ids: Any) -> list[str]:
+    from generations.models import AIModel
+
+    ids = [str(i) for i in dict.fromkeys(ids or [])][:5]
+    known = set(AIModel.objects.filter(pk__in=ids).values_list("id", flat=True))
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise InvalidRequest(f"Unknown model {unknown[0]!r}.", fields={"fallback_models": [f"Unknown model {i!r}." for i in unknown]})
+    return ids
+
+
 @transaction.atomic
 def project_create(*, owner: Any, name: str, description: str = "", tags: list[str] | None = None) -> Project:
     name = name.strip()
@@ -49,6 +60,8 @@ def project_update(*, project: Project, **changes: Any) -> Project:
         project.tags = _clean_tags(changes["tags"])
     if "archived" in changes:
         project.archived = bool(changes["archived"])
+    if "fallback_models" in changes:
+        project.fallback_models = _clean_fallback_ids(changes["fallback_models"])
     project.save()
     return project
 

@@ -69,3 +69,22 @@ def _first_asset(user: Any) -> str:
     from assets.models import Asset
 
     return str(Asset.objects.filter(owner=user).values_list("pk", flat=True).first())
+
+
+def test_the_admin_shows_provider_health(client: Any) -> None:
+    from generations.health import record_outcome
+
+    admin = User.objects.create_superuser(email="admin@example.com", password="x" * 12)
+    client.force_login(admin)
+    record_outcome(provider="replicate", model="nightmareai/real-esrgan", ok=True, latency_ms=2300)
+    record_outcome(provider="replicate", model="nightmareai/real-esrgan", ok=False, transient=True, error_code="upstream_503")
+    page = client.get("/admin/generations/provideroutcome/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "nightmareai/real-esrgan" in html and "50%" in html and "2300 ms" in html
+
+
+def test_provider_check_says_clearly_when_there_is_no_key(settings: Any) -> None:
+    settings.PROVIDER_KEYS = {**settings.PROVIDER_KEYS, "fal": ""}
+    with pytest.raises(CommandError, match="No platform key for fal: set FAL_KEY"):
+        call_command("provider_check", "fal")
