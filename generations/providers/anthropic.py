@@ -1,0 +1,148 @@
+"""The Anthropic adapter: Claude through the Messages API, with the official `anthropic` SDK (2.12).
+
+The Messages API answers on the same request, so the call runs on a worker thread behind
+submit/poll (generations.providers._sync). Outputs are the answer's text blocks, stored as Markdown.
+Thinking blocks (Claude 5.x thinks adaptively by default) are not part of the output; their tokens are
+billed as output tokens, which `usage.output_tokens` already includes (types/usage.py).
+
+Cost: `usage` input/output (and cache) tokens × the per-million prices in `config.token_prices`;
+Haiku 5.5 bills a whole request at higher rates when its prompt exceeds 100,000 tokens
+(`config.long_prompt`).
+
+Errors: `{"type": "error", "error": {"type", "message"}}` (https://docs.anthropic.com/en/api/errors).
+429 (honouring `retry-after`), 500 and 529 `overloaded_error` are retryable; 400-413 are final.
+
+`import anthropic` below is the SDK: imports are absolute and this module is only imported as
+`generations.providers.anthropic`.
+"""
+
+from __future__ import annotations
+
+import ssl
+from decimal import Decimal
+from typing import Any
+
+import anthropic
+from django.conf import settings
+
+from generations.providers._sync import SyncCallRegistry, client_timeout, retry_after_seconds, tokens_cost
+from generations.providers.base import CatalogModel, ProviderError, ProviderJob, ProviderStatus
+from generations.providers.openai import text_messages, text_output
+
+LABEL = "Anthropic"
+
+
+def _api_key(credentials: dict[str, str] | None) -> str:
+    key = (credentials or {}).get("api_key") or settings.PROVIDER_KEYS.get("anthropic", "")
+    if not key:
+        raise ProviderError("No Anthropic API key is configured for this studio.", code="missing_key")
+    return key
+
+
+def anthropic_client(api_key: str, *, timeout: float) -> anthropic.Anthropic:
+    http_client = None
+    if settings.PROVIDER_CA_BUNDLE:
+        context = ssl.create_default_context(cafile=settings.PROVIDER_CA_BUNDLE)
+        http_client = anthropic.DefaultHttpxClient(verify=context, timeout=timeout)
+    # max_retries=0: the runner retries transient failures itself, with backoff, a cap and Retry-After.
+    return anthropic.Anthropic(api_key=api_key, base_url=settings.PROVIDER_BASE_URLS.get("anthropic") or None,
+                               max_retries=0, timeout=timeout, http_client=http_client)
+
+
+def sdk_error(exc: Exception) -> ProviderError:
+    if isinstance(exc, anthropic.APITimeoutError):
+        return ProviderError(f"{LABEL} did not answer in time.", code="timeout", retryable=True)
+    if isinstance(exc, anthropic.APIConnectionError):
+        return ProviderError(f"Could not reach {LABEL}: {exc}", code="connection_error", retryable=True)
+    if not isinstance(exc, anthropic.APIStatusError):
+        return ProviderError(f"{LABEL} call failed: {exc}", code="provider_error")
+    status = exc.status_code
+    message = exc.api_message or f"{LABEL} answered HTTP {status}."
+    if status == 429:
+        return ProviderError(message, code="rate_limited", retryable=True,
+                             retry_after=retry_after_seconds(exc.response.headers))
+    if status == 408:
+        return ProviderError(message, code="timeout", retryable=True)
+    if status >= 500:  # 500 api_error, 529 overloaded_error (SDK OverloadedError)
+        return ProviderError(message, code="overloaded" if status == 529 else "provider_unavailable",
+                             retryable=True, retry_after=retry_after_seconds(exc.response.headers))
+    codes = {401: "invalid_key", 402: "quota_exceeded", 403: "permission_denied", 404: "unknown_model"}
+    return ProviderError(message, code=codes.get(status, "invalid_input"))
+
+
+def message_cost(usage: Any, config: dict[str, Any]) -> tuple[dict[str, int], Decimal | None]:
+    counts = {name: int(getattr(usage, name, 0) or 0)
+              for name in ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")}
+    prices = config.get("token_prices", {})
+    long_prompt = config.get("long_prompt")
+    if long_prompt:
+        prompt = counts["input_tokens"] + counts["cache_creation_input_tokens"] + counts["cache_read_input_tokens"]
+        if prompt > int(long_prompt["threshold_tokens"]):
+            prices = long_prompt["token_prices"]
+    return counts, tokens_cost(counts, prices)
+
+
+def _run_message(client: anthropic.Anthropic, model: CatalogModel, params: dict[str, Any]) -> ProviderStatus:
+    message = client.messages.create(**params)
+    text = "\n\n".join(block.text for block in message.content if getattr(block, "type", "") == "text").strip()
+    if message.stop_reason == "refusal":
+        raise ProviderError(text or "Claude declined this request under Anthropic's usage policy.",
+                            code="content_policy")
+    if not text:
+        raise ProviderError("Claude used the whole token budget without answering; raise Max tokens.",
+                            code="invalid_input")
+    counts, cost = message_cost(message.usage, model.config)
+    logs = ["The answer was cut off at the token limit."] if message.stop_reason == "max_tokens" else []
+    return ProviderStatus(state="succeeded", outputs=[text_output(model, text)], usage=counts, cost_usd=cost,
+                          logs=logs)
+
+
+class AnthropicProvider:
+    name = "anthropic"
+    output_hosts: tuple[str, ...] = ()
+    registry = SyncCallRegistry("anthropic")
+
+    def submit(self, model: CatalogModel, inputs: dict[str, Any], *, credentials: dict[str, str] | None,
+               webhook_url: str | None = None) -> ProviderJob:
+        api_key = _api_key(credentials)
+        if model.operation != "text-generation":
+            raise ProviderError(f"The Anthropic adapter does not run {model.operation} models.",
+                                code="unknown_model")
+        system, user = text_messages(model, inputs)
+        params: dict[str, Any] = {
+            "model": model.provider_model, "messages": [{"role": "user", "content": user}],
+            "max_tokens": int(inputs.get("max_tokens") or model.config.get("max_tokens", 2048))}
+        if system:
+            params["system"] = system
+        # Sampling parameters are left out on purpose: Claude Sonnet 5 and later answer 400 to a
+        # non-default temperature/top_p/top_k (platform.claude.com/docs/en/models/sonnet-5/overview).
+        if model.config.get("thinking"):
+            params["thinking"] = model.config["thinking"]
+        timeout = client_timeout(model.config, 300.0)
+
+        def run() -> ProviderStatus:
+            try:
+                with anthropic_client(api_key, timeout=timeout) as client:
+                    return _run_message(client, model, params)
+            except anthropic.AnthropicError as exc:
+                raise sdk_error(exc) from exc
+
+        request_id = self.registry.start(run, description=f"{LABEL} {model.provider_model}")
+        return ProviderJob(provider=self.name, request_id=request_id, data={"model": model.id})
+
+    def poll(self, job: ProviderJob) -> ProviderStatus:
+        return self.registry.poll(job.request_id)
+
+    def cancel(self, job: ProviderJob) -> bool:
+        return self.registry.cancel(job.request_id)
+
+    def check_credentials(self, credentials: dict[str, str]) -> None:
+        """GET /v1/models?limit=1: authenticated and free."""
+        try:
+            with anthropic_client(_api_key(credentials), timeout=30.0) as client:
+                client.models.list(limit=1)
+        except anthropic.AnthropicError as exc:
+            raise sdk_error(exc) from exc
+
+
+__all__ = ["AnthropicProvider", "message_cost", "sdk_error"]
