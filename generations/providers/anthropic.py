@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ssl
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import anthropic
@@ -40,13 +41,20 @@ def _api_key(credentials: dict[str, str] | None) -> str:
 
 
 def anthropic_client(api_key: str, *, timeout: float) -> anthropic.Anthropic:
+    """One client per key and endpoint in this process (see openai.openai_client for why)."""
+    return _cached_client(api_key, timeout, settings.PROVIDER_BASE_URLS.get("anthropic") or None,
+                          settings.PROVIDER_CA_BUNDLE)
+
+
+@lru_cache(maxsize=64)
+def _cached_client(api_key: str, timeout: float, base_url: str | None, ca_bundle: str) -> anthropic.Anthropic:
     http_client = None
-    if settings.PROVIDER_CA_BUNDLE:
-        context = ssl.create_default_context(cafile=settings.PROVIDER_CA_BUNDLE)
+    if ca_bundle:
+        context = ssl.create_default_context(cafile=ca_bundle)
         http_client = anthropic.DefaultHttpxClient(verify=context, timeout=timeout)
     # max_retries=0: the runner retries transient failures itself, with backoff, a cap and Retry-After.
-    return anthropic.Anthropic(api_key=api_key, base_url=settings.PROVIDER_BASE_URLS.get("anthropic") or None,
-                               max_retries=0, timeout=timeout, http_client=http_client)
+    return anthropic.Anthropic(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout,
+                               http_client=http_client)
 
 
 def sdk_error(exc: Exception) -> ProviderError:
@@ -122,8 +130,7 @@ class AnthropicProvider:
 
         def run() -> ProviderStatus:
             try:
-                with anthropic_client(api_key, timeout=timeout) as client:
-                    return _run_message(client, model, params)
+                return _run_message(anthropic_client(api_key, timeout=timeout), model, params)
             except anthropic.AnthropicError as exc:
                 raise sdk_error(exc) from exc
 
@@ -139,8 +146,7 @@ class AnthropicProvider:
     def check_credentials(self, credentials: dict[str, str]) -> None:
         """GET /v1/models?limit=1: authenticated and free."""
         try:
-            with anthropic_client(_api_key(credentials), timeout=30.0) as client:
-                client.models.list(limit=1)
+            anthropic_client(_api_key(credentials), timeout=30.0).models.list(limit=1)
         except anthropic.AnthropicError as exc:
             raise sdk_error(exc) from exc
 

@@ -24,6 +24,7 @@ import base64
 import io
 import ssl
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import openai
@@ -69,12 +70,21 @@ def http_client(timeout: float) -> Any:
 
 def openai_client(provider: str, api_key: str, *, timeout: float,
                   default_headers: dict[str, str] | None = None) -> openai.OpenAI:
+    """A client for this key and endpoint, shared by every call in this process. Building one costs
+    tens of milliseconds (an SSL context loads the CA bundle), more than a whole call to a nearby API
+    (bench/adapters.py), and the SDK's clients are thread-safe and keep connections alive."""
+    return _cached_client(provider, api_key, timeout, tuple(sorted((default_headers or {}).items())),
+                          settings.PROVIDER_BASE_URLS.get(provider) or None, settings.PROVIDER_CA_BUNDLE)
+
+
+@lru_cache(maxsize=64)
+def _cached_client(provider: str, api_key: str, timeout: float, headers: tuple[tuple[str, str], ...],
+                   base_url: str | None, ca_bundle: str) -> openai.OpenAI:
     # max_retries=0: the runner already retries transient failures with backoff and a cap
     # (services._requeue, GENERATION_MAX_ATTEMPTS); SDK retries on top would multiply the attempts and
     # hide Retry-After from it.
-    return openai.OpenAI(api_key=api_key, base_url=settings.PROVIDER_BASE_URLS.get(provider) or None,
-                         max_retries=0, timeout=timeout, http_client=http_client(timeout),
-                         default_headers=default_headers)
+    return openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout,
+                         http_client=http_client(timeout), default_headers=dict(headers) or None)
 
 
 def _error_fields(body: Any) -> tuple[str, str, str]:
@@ -281,8 +291,7 @@ class OpenAIProvider:
 
         def run() -> ProviderStatus:
             try:
-                with openai_client(self.name, api_key, timeout=timeout) as client:
-                    return call(client)
+                return call(openai_client(self.name, api_key, timeout=timeout))
             except openai.OpenAIError as exc:
                 raise sdk_error(exc, self.label) from exc
 
@@ -299,8 +308,7 @@ class OpenAIProvider:
         """GET /v1/models: authenticated, free, and one request."""
         api_key = api_key_for(self.name, credentials, self.label)
         try:
-            with openai_client(self.name, api_key, timeout=30.0) as client:
-                client.models.list()
+            openai_client(self.name, api_key, timeout=30.0).models.list()
         except openai.OpenAIError as exc:
             raise sdk_error(exc, self.label) from exc
 

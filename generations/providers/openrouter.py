@@ -138,8 +138,8 @@ class OpenRouterProvider:
 
         def run() -> ProviderStatus:
             try:
-                with _client(api_key, timeout) as client:
-                    return _run_chat(client, model, params)
+                client = _client(api_key, timeout)
+                return _run_chat(client, model, params)
             except openai.OpenAIError as exc:
                 raise status_error(exc) from exc
 
@@ -157,8 +157,8 @@ class OpenRouterProvider:
         which OpenRouter serves to anyone (openrouter.ai/docs/api/reference/limits)."""
         api_key = api_key_for(self.name, credentials, LABEL)
         try:
-            with _client(api_key, 30.0) as client:
-                client.get("/key", cast_to=object)
+            client = _client(api_key, 30.0)
+            client.get("/key", cast_to=object)
         except openai.OpenAIError as exc:
             raise status_error(exc) from exc
 

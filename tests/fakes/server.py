@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
+import socket
 import ssl
 import threading
 from functools import cached_property
@@ -74,6 +75,12 @@ class JSONHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
         return
 
+    def parse_request(self) -> bool:
+        # One handler instance serves every request on a kept-alive connection: forget the previous
+        # request's body, or the next one's would never be read off the socket.
+        self.__dict__.pop("body", None)
+        return super().parse_request()
+
     @cached_property
     def body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -104,6 +111,13 @@ class FakeHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def get_request(self) -> Any:
+        # Nagle's algorithm with the client's delayed ACK holds small responses on a kept-alive
+        # connection for ~40 ms; real API servers answer at once.
+        connection, address = super().get_request()
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return connection, address
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that hangs up mid-response (a size cap doing its job) is not a test failure.
         import sys
@@ -123,7 +137,8 @@ class FakeServer:
         self.tls = ca is not None
         if ca is not None:
             self.httpd.socket = ca.server_context().wrap_socket(self.httpd.socket, server_side=True)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # A short poll interval: shutdown() waits for it, at every test's teardown.
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     @property
     def port(self) -> int:

@@ -1,0 +1,95 @@
+"""Benchmark: what our adapter layer adds per provider call, against calling the same fake with the
+official SDK directly. Run by `make bench` (bench/run.py) or alone: `.venv/bin/python bench/adapters.py`.
+
+Both sides talk to the same loopback fake (tests/fakes/) speaking the provider's wire protocol. The
+adapter side is what the worker does for one job: `submit()` (input checks, the SDK client, the call
+on a background thread) and `poll()` until the result is terminal, without the pipeline's database
+work or its poll sleep (polls are 0.5 ms apart). The direct side is one SDK call. The ratio is
+adapter ÷ direct, at the median.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("STUDIO_VAR_DIR", str(ROOT / "var" / "bench" / "adapters"))
+
+
+def _time(fn: Callable[[], object], n: int) -> list[float]:
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def _drive(provider, model, inputs) -> None:  # type: ignore[no-untyped-def]
+    job = provider.submit(model, inputs, credentials={"api_key": "test-key"})
+    while True:
+        status = provider.poll(job)
+        if status.terminal:
+            assert status.state == "succeeded", status.error_message
+            return
+        time.sleep(0.0005)
+
+
+def bench_openai(n: int) -> tuple[str, list[float], list[float]]:
+    import openai
+    from django.conf import settings
+
+    from generations.providers.base import CatalogModel
+    from generations.providers.openai import OpenAIProvider
+    from tests.fakes.openai import OpenAIFake
+    from tests.fakes.server import FakeServer
+
+    with FakeServer(OpenAIFake) as fake:
+        settings.PROVIDER_BASE_URLS = {**settings.PROVIDER_BASE_URLS, "openai": f"{fake.url}/v1"}
+        model = CatalogModel(id="openai/gpt-6-luna", provider="openai", provider_model="gpt-6-luna",
+                             operation="text-generation", output_kind="text",
+                             config={"token_prices": {"input_tokens": "0.10", "output_tokens": "0.50"},
+                                     "output_extension": "md"})
+        provider = OpenAIProvider()
+        client = openai.OpenAI(api_key="test-key", base_url=f"{fake.url}/v1", max_retries=0)
+
+        def direct() -> None:
+            client.chat.completions.create(model="gpt-6-luna", messages=[{"role": "user", "content": "hi"}])
+
+        def adapter() -> None:
+            _drive(provider, model, {"prompt": "hi"})
+
+        for _ in range(20):  # warm-up: imports, connections
+            direct()
+            adapter()
+        return "openai chat", _time(direct, n), _time(adapter, n)
+
+
+def report(name: str, direct: list[float], adapter: list[float]) -> str:
+    d, a = statistics.median(direct), statistics.median(adapter)
+    dp, ap = statistics.quantiles(direct, n=20)[18], statistics.quantiles(adapter, n=20)[18]
+    return (f"{name:<22} direct SDK {d:6.2f} ms (p95 {dp:6.2f})   adapter {a:6.2f} ms (p95 {ap:6.2f})   "
+            f"ratio {a / d:4.2f}x   added {a - d:+.2f} ms")
+
+
+def main() -> None:
+    import django
+
+    django.setup()
+    n = int(os.environ.get("BENCH_ADAPTER_N", "200"))
+    print(f"\nadapter layer overhead per call (n={n}, loopback fakes)")
+    for bench in (bench_openai,):
+        name, direct, adapter = bench(n)
+        print(report(name, direct, adapter))
+
+
+if __name__ == "__main__":
+    main()
