@@ -320,6 +320,7 @@ def _execute(generation: Generation, *, resuming: bool) -> None:
         new_job = provider.submit(_catalog_model(generation.model), inputs, credentials=credentials,
                                   webhook_url=webhook_url)
         run.flush(provider_request_id=new_job.request_id[:200], provider_data=new_job.data)
+        new_job.credentials = credentials
         return new_job
 
     if not generation.provider_request_id and not resuming:
@@ -338,7 +339,7 @@ def _execute(generation: Generation, *, resuming: bool) -> None:
         if reused:
             # A retry re-uses the provider's request where there is one (no second charge upstream).
             job = ProviderJob(provider=provider.name, request_id=generation.provider_request_id,
-                              data=generation.provider_data)
+                              data=generation.provider_data, credentials=credentials)
         else:
             job = submit()
             if webhook_url:

@@ -71,6 +71,9 @@ class ProviderJob:
     provider: str
     request_id: str
     data: dict[str, Any] = field(default_factory=dict)  # whatever the adapter needs to poll or cancel
+    # The job's credentials, set by the runner on every job it polls or cancels (a job can be resumed
+    # in another process than the one that submitted it). Never stored: `data` is persisted, this is not.
+    credentials: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass

@@ -464,7 +464,7 @@ class FalProvider:
         return ProviderJob(provider=self.name, request_id=handle.request_id, data=data)
 
     def poll(self, job: ProviderJob, *, credentials: dict[str, str] | None = None) -> ProviderStatus:
-        client = fal_client_for(self._api_key(credentials, job.request_id))
+        client = fal_client_for(self._api_key(credentials or job.credentials, job.request_id))
         handle = client.handle(job.data, job.request_id)
         try:
             status = handle.status(with_logs=True)
@@ -547,7 +547,7 @@ class FalProvider:
         """PUT the cancel URL. Never raises: the caller is already stopping the job, and a failed
         cancel only means fal may finish (and bill) it. False when fal says it already completed."""
         try:
-            client = fal_client_for(self._api_key(credentials, job.request_id))
+            client = fal_client_for(self._api_key(credentials or job.credentials, job.request_id))
             client.handle(job.data, job.request_id).cancel()
         except fal_client.FalClientHTTPError as exc:
             logger.info("fal: cancel of %s refused (%s): %s", job.request_id, exc.status_code, exc.message)
