@@ -356,6 +356,10 @@ def _execute(generation: Generation, *, resuming: bool) -> None:
                 run.log("The previous request was lost with its worker; submitting again.")
                 job, reused = submit(), False
                 continue
+            if job.data != generation.provider_data:
+                # Adapters keep their place in job.data (e.g. how much of a log they have returned);
+                # saved with the next write so a retried or resumed attempt carries on from there.
+                run.dirty["provider_data"] = generation.provider_data = dict(job.data)
             if status.terminal:
                 run.record(status)
                 break

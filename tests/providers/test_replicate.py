@@ -1,0 +1,517 @@
+"""The Replicate adapter, driving the real `replicate` SDK against a loopback fake of Replicate's API
+(tests/fakes/replicate.py) over TLS, and the whole pipeline on top of it."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from assets.models import Asset
+from billing.services import credits_summary
+from generations import services
+from generations.catalog import CATALOG_DIR
+from generations.models import Generation, Status
+from generations.providers import replicate as adapter
+from generations.providers.base import (
+    AssetInput,
+    CatalogModel,
+    ProviderError,
+    ProviderJob,
+    ProviderStatus,
+    WebhookRejected,
+)
+from generations.providers.replicate import ReplicateProvider
+from generations.services import generation_create, generation_run
+from tests.fakes.replicate import ReplicateFake, mp4_bytes, sign_webhook, webhook_delivery
+from tests.fakes.server import FakeServer, LocalCA
+
+CATALOG = {entry["id"]: entry for entry in json.loads((CATALOG_DIR / "replicate.json").read_text())["models"]}
+
+
+def catalog_model(model_id: str) -> CatalogModel:
+    entry = CATALOG[model_id]
+    return CatalogModel(id=model_id, provider="replicate", provider_model=entry["provider_model"],
+                        operation=entry["operation"], output_kind=entry["output_kind"],
+                        config=dict(entry.get("config", {})))
+
+
+@dataclass
+class InMemoryAsset(AssetInput):
+    data: bytes = b""
+
+    def read(self) -> bytes:
+        return self.data
+
+
+def png(size: tuple[int, int] = (40, 30), color: str = "navy") -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def image_input(data: bytes | None = None) -> InMemoryAsset:
+    data = data or png()
+    return InMemoryAsset(id="a1", kind="image", mime="image/png", name="in.png", storage_name="", size=len(data),
+                         data=data)
+
+
+@pytest.fixture
+def fake(tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
+    ca = LocalCA(tmp_path / "ca")
+    server = FakeServer(ReplicateFake, ca=ca)
+    # serve_forever's default 0.5 s poll makes every teardown wait up to half a second for shutdown().
+    server.thread = threading.Thread(target=server.httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                                     daemon=True)
+    with server:
+        ReplicateFake.install(server.state)
+        server.state["versions"] = {entry["config"]["version"]: entry["provider_model"]
+                                    for entry in CATALOG.values() if entry.get("config", {}).get("version")}
+        settings.PROVIDER_KEYS = {**settings.PROVIDER_KEYS, "replicate": "test-key"}
+        settings.PROVIDER_BASE_URLS = {**settings.PROVIDER_BASE_URLS, "replicate": server.url}
+        settings.PROVIDER_CA_BUNDLE = str(ca.ca_file)
+        settings.REPLICATE_WEBHOOK_SECRET = server.state["webhook_secret"]
+        settings.OUTPUT_FETCH_PRIVATE_ALLOWLIST = [f"127.0.0.1:{server.port}"]
+        settings.PROVIDER_WEBHOOKS = False
+        settings.GENERATION_POLL_INTERVAL = 0.01
+        # Real outputs come from replicate.delivery; the fake serves them itself on 127.0.0.1.
+        monkeypatch.setattr(ReplicateProvider, "output_hosts", (*ReplicateProvider.output_hosts, "127.0.0.1"))
+        yield server
+
+
+def run_to_end(provider: ReplicateProvider, job: ProviderJob, limit: int = 20) -> list[ProviderStatus]:
+    statuses = []
+    for _ in range(limit):
+        statuses.append(provider.poll(job))
+        if statuses[-1].terminal:
+            return statuses
+    raise AssertionError(f"still {statuses[-1].state} after {limit} polls")
+
+
+def requests_to(server: FakeServer, method: str, path_prefix: str) -> list[dict[str, Any]]:
+    return [r for r in server.requests if r["method"] == method and r["path"].startswith(path_prefix)]
+
+
+def served(server: FakeServer, url: str) -> bytes:
+    return server.state["files"][url.split(str(server.port), 1)[1]][0]
+
+
+# --- submit, poll, outputs -------------------------------------------------------------------------
+
+def test_an_official_model_is_created_by_name_and_walks_starting_processing_succeeded(fake: FakeServer) -> None:
+    provider = ReplicateProvider()
+    job = provider.submit(catalog_model("replicate/flux-schnell"), {"prompt": "a red fox", "num_outputs": 2,
+                                                                     "seed": 7}, credentials=None)
+    (create,) = requests_to(fake, "POST", "/v1/")
+    assert create["path"] == "/v1/models/black-forest-labs/flux-schnell/predictions"
+    assert create["headers"]["Authorization"] == "Bearer test-key"
+    assert json.loads(create["body"]) == {"input": {"prompt": "a red fox", "num_outputs": 2, "seed": 7}}
+
+    statuses = run_to_end(provider, job)
+    assert [s.state for s in statuses] == ["queued", "running", "running", "succeeded"]
+    assert [s.progress for s in statuses] == [None, 50, 100, 100]
+    # Each poll brings only the new log lines; tqdm bars become progress instead of lines.
+    assert [s.logs for s in statuses] == [[], ["Using seed: 7"], [], ["Done."]]
+    done = statuses[-1]
+    assert [o.filename for o in done.outputs] == ["out-0.webp", "out-1.webp"]
+    assert all(o.url and o.url.startswith("https://") and o.data is None for o in done.outputs)
+    assert {o.mime for o in done.outputs} == {"image/webp"} and {o.kind for o in done.outputs} == {"image"}
+    assert done.usage == {"predict_time": 2.5, "units": 2}
+    assert done.cost_usd is None  # billed per image: the price card applies
+
+
+def test_a_community_model_is_created_by_its_pinned_version_with_small_inputs_inline(fake: FakeServer) -> None:
+    provider = ReplicateProvider()
+    data = png()
+    job = provider.submit(catalog_model("replicate/rembg"), {"image": image_input(data)}, credentials=None)
+    (create,) = requests_to(fake, "POST", "/v1/predictions")
+    body = json.loads(create["body"])
+    assert body["version"] == CATALOG["replicate/rembg"]["config"]["version"]
+    assert body["input"]["image"].startswith("data:image/png;base64,")
+    assert not requests_to(fake, "POST", "/v1/files")
+    assert fake.state["predictions"][job.request_id]["prediction"]["model"] == "cjwbw/rembg"
+
+
+def test_inputs_over_the_data_uri_limit_are_uploaded_through_the_files_api(fake: FakeServer,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(adapter, "DATA_URI_MAX_BYTES", 100)
+    data = png((64, 64), "green")
+    provider = ReplicateProvider()
+    job = provider.submit(catalog_model("replicate/real-esrgan"), {"image": image_input(data), "scale": 2},
+                          credentials=None)
+    (upload,) = requests_to(fake, "POST", "/v1/files")
+    assert upload["headers"]["Content-Type"].startswith("multipart/form-data")
+    sent = fake.state["predictions"][job.request_id]["prediction"]["input"]["image"]
+    file_id = sent.rsplit("/", 1)[1]
+    assert sent == f"{fake.url}/v1/files/{file_id}" and fake.state["files"][file_id] == (data, "image/png")
+
+
+def test_a_model_billed_by_gpu_time_reports_predict_time_times_its_hardware_price(fake: FakeServer) -> None:
+    fake.state["plan"] = {"predict_time": 4.0}
+    provider = ReplicateProvider()
+    job = provider.submit(catalog_model("replicate/real-esrgan"), {"image": image_input(), "scale": 2},
+                          credentials=None)
+    done = run_to_end(provider, job)[-1]
+    assert done.usage == {"predict_time": 4.0}
+    assert done.cost_usd == Decimal("0.0009")  # 4 s × gpu-t4 $0.000225/s
+    (output,) = done.outputs
+    assert output.mime == "image/png" and served(fake, output.url or "")[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_data_uri_outputs_come_back_as_bytes(fake: FakeServer) -> None:
+    fake.state["plan"] = {"data_uri": True, "starting_polls": 0, "processing_polls": 0}
+    provider = ReplicateProvider()
+    job = provider.submit(catalog_model("replicate/rembg"), {"image": image_input()}, credentials=None)
+    (status,) = run_to_end(provider, job)
+    (output,) = status.outputs
+    assert output.url is None and output.data is not None and output.data.startswith(b"\x89PNG")
+    assert (output.kind, output.mime, output.filename) == ("image", "image/png", "output-1.png")
+
+
+def test_trellis_gets_its_image_as_a_list_and_returns_the_glb_from_its_output_object(fake: FakeServer) -> None:
+    provider = ReplicateProvider()
+    job = provider.submit(catalog_model("replicate/trellis"), {"image": image_input(), "seed": 3,
+                                                               "texture_size": 1024}, credentials=None)
+    sent = fake.state["predictions"][job.request_id]["prediction"]["input"]
+    assert len(sent["images"]) == 1 and sent["images"][0].startswith("data:image/png;base64,")
+    assert "image" not in sent and sent["generate_model"] is True and sent["generate_color"] is False
+    (output,) = run_to_end(provider, job)[-1].outputs
+    assert (output.kind, output.mime, output.filename) == ("mesh", "model/gltf-binary", "out-0.glb")
+    assert served(fake, output.url or "")[:4] == b"glTF"
+
+
+def test_a_webhook_url_is_sent_with_the_start_and_completed_events(fake: FakeServer) -> None:
+    job = ReplicateProvider().submit(catalog_model("replicate/flux-schnell"), {"prompt": "x"}, credentials=None,
+                                     webhook_url="https://studio.example/webhooks/replicate")
+    record = fake.state["predictions"][job.request_id]
+    assert record["webhook"] == "https://studio.example/webhooks/replicate"
+    assert record["webhook_events_filter"] == ["start", "completed"]
+
+
+def test_a_users_own_key_is_used_for_the_create_and_for_later_polls(fake: FakeServer) -> None:
+    fake.state["tokens"] = {"test-key", "r8_users_own"}
+    provider = ReplicateProvider()
+    job = provider.submit(catalog_model("replicate/flux-schnell"), {"prompt": "x"},
+                          credentials={"api_key": "r8_users_own"})
+    provider.poll(job)
+    assert {r["headers"]["Authorization"] for r in fake.requests} == {"Bearer r8_users_own"}
+
+
+# --- cancel ----------------------------------------------------------------------------------------
+
+def test_cancel_is_propagated_to_replicate(fake: FakeServer) -> None:
+    provider = ReplicateProvider()
+    job = provider.submit(catalog_model("replicate/video-01-live"),
+                          {"prompt": "waves", "first_frame_image": image_input()}, credentials=None)
+    assert provider.poll(job).state == "queued"
+    assert provider.cancel(job) is True
+    assert requests_to(fake, "POST", f"/v1/predictions/{job.request_id}/cancel")
+    assert fake.state["predictions"][job.request_id]["canceled_by_client"] is True
+    assert provider.poll(job).state == "canceled"
+
+
+def test_cancelling_a_finished_prediction_reports_false(fake: FakeServer) -> None:
+    pid = finished_prediction(fake)
+    assert ReplicateProvider().cancel(ProviderJob(provider="replicate", request_id=pid)) is False
+    assert fake.state["predictions"][pid]["prediction"]["status"] == "succeeded"
+
+
+def test_cancel_reports_false_instead_of_raising_when_replicate_is_unreachable(fake: FakeServer) -> None:
+    job = ReplicateProvider().submit(catalog_model("replicate/flux-schnell"), {"prompt": "x"}, credentials=None)
+    fake.state["errors"].append({"on": "cancel", "status": 500, "detail": "Internal server error"})
+    assert ReplicateProvider().cancel(job) is False
+
+
+# --- errors ----------------------------------------------------------------------------------------
+
+def test_a_throttled_create_is_retryable_after_retry_after_and_the_next_create_succeeds(fake: FakeServer) -> None:
+    fake.state["errors"].append({"on": "create", "status": 429, "headers": {"Retry-After": "2"},
+                                 "detail": "Request was throttled. Expected available in 1 second."})
+    provider = ReplicateProvider()
+    with pytest.raises(ProviderError) as info:
+        provider.submit(catalog_model("replicate/flux-schnell"), {"prompt": "x"}, credentials=None)
+    assert (info.value.code, info.value.retryable, info.value.retry_after) == ("rate_limited", True, 2.0)
+    assert "throttled" in info.value.message
+    assert len(requests_to(fake, "POST", "/v1/models/")) == 1  # the SDK never retries a create
+    job = provider.submit(catalog_model("replicate/flux-schnell"), {"prompt": "x"}, credentials=None)
+    assert run_to_end(provider, job)[-1].state == "succeeded"
+
+
+def test_one_failed_poll_is_absorbed_by_the_sdks_single_retry(fake: FakeServer) -> None:
+    provider = ReplicateProvider()
+    job = provider.submit(catalog_model("replicate/flux-schnell"), {"prompt": "x"}, credentials=None)
+    fake.state["errors"].append({"on": "get", "status": 503, "detail": "Service unavailable",
+                                 "headers": {"Retry-After": "0"}})
+    assert provider.poll(job).state == "queued"
+    assert len(requests_to(fake, "GET", "/v1/predictions/")) == 2
+
+
+def test_a_poll_that_keeps_failing_is_retryable_and_the_job_carries_on_afterwards(fake: FakeServer) -> None:
+    provider = ReplicateProvider()
+    job = provider.submit(catalog_model("replicate/flux-schnell"), {"prompt": "x"}, credentials=None)
+    fake.state["errors"] += [{"on": "get", "status": 503, "detail": "Service unavailable",
+                              "headers": {"Retry-After": "0"}}] * 2
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as info:
+        provider.poll(job)
+    assert (info.value.code, info.value.retryable) == ("upstream_503", True)
+    assert time.monotonic() - started < 2  # no long sleeps inside the SDK
+    assert run_to_end(provider, job)[-1].state == "succeeded"
+
+
+def test_an_input_validation_error_is_final_with_replicates_own_message(fake: FakeServer) -> None:
+    with pytest.raises(ProviderError) as info:
+        ReplicateProvider().submit(catalog_model("replicate/flux-schnell"), {"num_outputs": 1}, credentials=None)
+    assert (info.value.code, info.value.retryable) == ("invalid_input", False)
+    assert "Input validation failed" in info.value.message and "prompt is required" in info.value.message
+
+
+def test_a_bad_key_is_refused_as_invalid_key(fake: FakeServer) -> None:
+    with pytest.raises(ProviderError) as info:
+        ReplicateProvider().submit(catalog_model("replicate/flux-schnell"), {"prompt": "x"},
+                                   credentials={"api_key": "r8_wrong"})
+    assert (info.value.code, info.value.retryable) == ("invalid_key", False)
+    assert info.value.message == "You did not pass a valid authentication token"
+
+
+def test_a_server_the_ca_bundle_does_not_trust_is_a_connection_error(fake: FakeServer, settings: Any) -> None:
+    settings.PROVIDER_CA_BUNDLE = ""  # the system trust store knows nothing of the test CA
+    with pytest.raises(ProviderError) as info:
+        ReplicateProvider().submit(catalog_model("replicate/flux-schnell"), {"prompt": "x"}, credentials=None)
+    assert (info.value.code, info.value.retryable) == ("connection_error", True)
+
+
+def test_a_prediction_refused_by_the_safety_checker_fails_finally_with_its_error_text(fake: FakeServer) -> None:
+    fake.state["plan"] = {"outcome": "failed",
+                          "error": "NSFW content detected. Try running it again, or try a different prompt."}
+    provider = ReplicateProvider()
+    job = provider.submit(catalog_model("replicate/flux-1.1-pro"), {"prompt": "x"}, credentials=None)
+    done = run_to_end(provider, job)[-1]
+    assert (done.state, done.error_code, done.retryable) == ("failed", "content_policy", False)
+    assert done.error_message.startswith("NSFW content detected")
+    assert "Traceback (most recent call last):" in done.logs
+
+
+def test_a_prediction_interrupted_by_the_platform_fails_as_retryable(fake: FakeServer) -> None:
+    fake.state["plan"] = {"outcome": "failed", "error": "Prediction interrupted; please retry (code: PA)"}
+    provider = ReplicateProvider()
+    job = provider.submit(catalog_model("replicate/rembg"), {"image": image_input()}, credentials=None)
+    done = run_to_end(provider, job)[-1]
+    assert (done.state, done.error_code, done.retryable) == ("failed", "interrupted", True)
+
+
+# --- credentials -----------------------------------------------------------------------------------
+
+def test_check_credentials_accepts_a_good_key_and_refuses_a_bad_one_as_invalid_key(fake: FakeServer) -> None:
+    provider = ReplicateProvider()
+    provider.check_credentials({"api_key": "test-key"})
+    assert requests_to(fake, "GET", "/v1/account")
+    with pytest.raises(ProviderError) as info:
+        provider.check_credentials({"api_key": "r8_wrong"})
+    assert info.value.code == "invalid_key"
+
+
+def test_no_key_at_all_is_a_final_missing_key_error(settings: Any) -> None:
+    settings.PROVIDER_KEYS = {**settings.PROVIDER_KEYS, "replicate": ""}
+    with pytest.raises(ProviderError) as info:
+        ReplicateProvider().check_credentials(None)
+    assert (info.value.code, info.value.retryable) == ("missing_key", False)
+
+
+# --- webhooks --------------------------------------------------------------------------------------
+
+def finished_prediction(fake: FakeServer) -> str:
+    provider = ReplicateProvider()
+    job = provider.submit(catalog_model("replicate/flux-schnell"), {"prompt": "x"}, credentials=None)
+    run_to_end(provider, job)
+    return job.request_id
+
+
+def test_a_correctly_signed_webhook_is_accepted_and_decoded(fake: FakeServer) -> None:
+    pid = finished_prediction(fake)
+    headers, body = webhook_delivery(fake.state, pid)
+    event = ReplicateProvider().parse_webhook(headers, body)
+    assert event.request_id == pid
+    assert event.status.state == "succeeded"
+    assert [o.url for o in event.status.outputs] == fake.state["predictions"][pid]["prediction"]["output"]
+
+
+def test_a_webhook_with_a_forged_signature_is_refused(fake: FakeServer) -> None:
+    pid = finished_prediction(fake)
+    headers, body = webhook_delivery(fake.state, pid)
+    forged = sign_webhook("whsec_" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB", body.decode(), msg_id=headers["webhook-id"])
+    with pytest.raises(WebhookRejected, match="signature is invalid"):
+        ReplicateProvider().parse_webhook({**headers, "webhook-signature": forged["webhook-signature"]}, body)
+    with pytest.raises(WebhookRejected, match="signature is invalid"):
+        ReplicateProvider().parse_webhook(headers, body.replace(b"succeeded", b"failed"))
+
+
+def test_a_webhook_with_a_stale_timestamp_is_refused(fake: FakeServer) -> None:
+    pid = finished_prediction(fake)
+    headers, body = webhook_delivery(fake.state, pid, timestamp=int(time.time()) - 301)
+    with pytest.raises(WebhookRejected, match="tolerance"):
+        ReplicateProvider().parse_webhook(headers, body)
+
+
+@pytest.mark.parametrize("missing", ["webhook-id", "webhook-timestamp", "webhook-signature"])
+def test_a_webhook_missing_a_signature_header_is_refused(fake: FakeServer, missing: str) -> None:
+    pid = finished_prediction(fake)
+    headers, body = webhook_delivery(fake.state, pid)
+    del headers[missing]
+    with pytest.raises(WebhookRejected, match="Missing webhook"):
+        ReplicateProvider().parse_webhook(headers, body)
+
+
+def test_webhooks_are_refused_when_no_signing_secret_is_configured(fake: FakeServer, settings: Any) -> None:
+    pid = finished_prediction(fake)
+    headers, body = webhook_delivery(fake.state, pid)
+    settings.REPLICATE_WEBHOOK_SECRET = ""
+    with pytest.raises(WebhookRejected, match="REPLICATE_WEBHOOK_SECRET"):
+        ReplicateProvider().parse_webhook(headers, body)
+
+
+# --- through the pipeline --------------------------------------------------------------------------
+
+def upload(project: Any, data: bytes, name: str) -> str:
+    from assets.services import asset_create_from_bytes
+
+    return str(asset_create_from_bytes(project=project, data=data, name=name).pk)
+
+
+WORKED_EXAMPLES = [
+    # (model, inputs (asset inputs as (bytes factory, file name)), outputs expected)
+    ("replicate/flux-schnell", {"prompt": "a lighthouse at dusk", "num_outputs": 2}, 2),
+    ("replicate/flux-1.1-pro", {"prompt": "a lighthouse at dusk", "aspect_ratio": "16:9"}, 1),
+    ("replicate/real-esrgan", {"image": (png, "small.png"), "scale": 2}, 1),
+    ("replicate/rembg", {"image": (png, "portrait.png")}, 1),
+    ("replicate/robust-video-matting", {"input_video": (mp4_bytes, "clip.mp4"), "output_type": "alpha-mask"}, 1),
+    ("replicate/trellis", {"image": (png, "chair.png")}, 1),
+    ("replicate/video-01-live", {"prompt": "the sea starts moving", "first_frame_image": (png, "sea.png")}, 1),
+]
+
+
+@pytest.mark.parametrize(("model_id", "inputs", "count"), WORKED_EXAMPLES, ids=[w[0] for w in WORKED_EXAMPLES])
+def test_worked_example_through_the_pipeline(fake: FakeServer, owner: Any, project: Any, catalog: None,
+                                             model_id: str, inputs: dict[str, Any], count: int) -> None:
+    resolved = {name: upload(project, value[0](), value[1]) if isinstance(value, tuple) else value
+                for name, value in inputs.items()}
+    generation = generation_create(user=owner, project_id=project.pk, model_id=model_id, inputs=resolved)
+    generation_run(generation.pk)
+    generation.refresh_from_db()
+    assert generation.status == Status.SUCCEEDED, (generation.error_code, generation.error_message)
+    prediction = fake.state["predictions"][generation.provider_request_id]["prediction"]
+    urls = adapter._file_values(prediction["output"], CATALOG[model_id].get("config", {}).get("output_key"))
+    assets = list(Asset.objects.filter(generation=generation))
+    assert len(assets) == count
+    stored = sorted(asset.file.open("rb").read() for asset in assets)
+    assert stored == sorted(served(fake, url) for url in urls)
+    assert {asset.kind for asset in assets} == {CATALOG[model_id]["output_kind"]}
+    assert generation.credits_charged > 0 and generation.provider_cost_usd is not None
+    config = CATALOG[model_id].get("config", {})
+    if "usd_per_second" in config:  # billed by GPU time: predict_time × the hardware's price
+        assert generation.provider_cost_usd == (Decimal("2.5") * Decimal(config["usd_per_second"])).quantize(
+            Decimal("0.000001"), rounding=ROUND_CEILING)
+    summary = credits_summary(user=owner)
+    assert (summary.held, summary.balance) == (0, 500 - generation.credits_charged)
+
+
+def test_a_data_uri_output_is_stored_through_the_pipeline(fake: FakeServer, owner: Any, project: Any,
+                                                         catalog: None) -> None:
+    fake.state["plan"] = {"data_uri": True}
+    generation = generation_create(user=owner, project_id=project.pk, model_id="replicate/rembg",
+                                   inputs={"image": upload(project, png(), "in.png")})
+    generation_run(generation.pk)
+    generation.refresh_from_db()
+    assert generation.status == Status.SUCCEEDED, (generation.error_code, generation.error_message)
+    (asset,) = Asset.objects.filter(generation=generation)
+    assert asset.file.open("rb").read()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert generation.provider_cost_usd == Decimal("0.001438")  # 2.5 s × $0.000575/s, rounded up
+
+
+def test_a_throttled_create_requeues_the_job_and_the_next_run_completes_it(fake: FakeServer, owner: Any,
+                                                                         project: Any, catalog: None) -> None:
+    fake.state["errors"].append({"on": "create", "status": 429, "headers": {"Retry-After": "5"},
+                                 "detail": "Request was throttled. Expected available in 5 seconds."})
+    generation = generation_create(user=owner, project_id=project.pk, model_id="replicate/flux-schnell",
+                                   inputs={"prompt": "a kite"})
+    with pytest.raises(services.RetryLater) as info:
+        generation_run(generation.pk)
+    assert info.value.countdown == 5
+    generation.refresh_from_db()
+    assert generation.status == Status.QUEUED
+    generation_run(generation.pk)
+    generation.refresh_from_db()
+    assert generation.status == Status.SUCCEEDED and generation.attempts == 2
+    assert len(fake.state["predictions"]) == 1
+
+
+@pytest.mark.parametrize(("plan", "error", "code"), [
+    ({"outcome": "failed", "error": "NSFW content detected. Try running it again, or try a different prompt."},
+     None, "content_policy"),
+    ({}, {"on": "create", "status": 422, "title": "Input validation failed",
+          "detail": "- input.prompt: prompt is too long\n"}, "invalid_input"),
+    ({}, {"on": "create", "status": 402, "title": "Insufficient credit",
+          "detail": "You have insufficient credit to run this model."}, "insufficient_credit"),
+], ids=["content-policy", "validation", "no-replicate-credit"])
+def test_a_final_error_fails_the_job_with_replicates_message_and_releases_the_hold(
+        fake: FakeServer, owner: Any, project: Any, catalog: None, plan: dict[str, Any],
+        error: dict[str, Any] | None, code: str) -> None:
+    fake.state["plan"] = plan
+    if error:
+        fake.state["errors"].append(error)
+    generation = generation_create(user=owner, project_id=project.pk, model_id="replicate/flux-1.1-pro",
+                                   inputs={"prompt": "something"})
+    assert credits_summary(user=owner).held > 0
+    generation_run(generation.pk)
+    generation.refresh_from_db()
+    assert (generation.status, generation.error_code) == (Status.FAILED, code)
+    expected = plan.get("error") or (error or {}).get("detail", "").strip()
+    assert expected in generation.error_message
+    assert credits_summary(user=owner).as_dict() == {"balance": 500, "held": 0, "available": 500}
+    assert Generation.objects.get(pk=generation.pk).credits_charged == 0
+
+
+def test_a_webhook_job_parks_and_a_signed_completion_callback_resumes_it(
+        fake: FakeServer, owner: Any, project: Any, catalog: None, settings: Any, client: Any,
+        django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.urls import reverse
+
+    from generations import tasks
+
+    settings.PROVIDER_WEBHOOKS = True
+    settings.SITE_URL = "https://studio.example"
+    fake.state["plan"] = {"starting_polls": 0, "processing_polls": 0}
+    generation = generation_create(user=owner, project_id=project.pk, model_id="replicate/flux-schnell",
+                                   inputs={"prompt": "a kite"})
+    generation_run(generation.pk)
+    generation.refresh_from_db()
+    assert generation.status == Status.RUNNING and generation.awaiting_webhook
+    record = fake.state["predictions"][generation.provider_request_id]
+    assert record["webhook"] == "https://studio.example" + reverse("provider-webhook", args=["replicate"])
+    ReplicateProvider().poll(ProviderJob(provider="replicate", request_id=generation.provider_request_id))
+
+    headers, body = webhook_delivery(fake.state, generation.provider_request_id)
+    forged = {**headers, "webhook-signature": "v1," + "A" * 44}
+    url = reverse("provider-webhook", args=["replicate"])
+    refused = client.post(url, body, content_type="application/json",
+                          headers={k: v for k, v in forged.items() if k != "Content-Type"})
+    assert refused.status_code == 400
+    resumed: list[str] = []
+    monkeypatch.setattr(tasks.generation_resume_task, "delay", resumed.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        accepted = client.post(url, body, content_type="application/json",
+                               headers={k: v for k, v in headers.items() if k != "Content-Type"})
+    assert accepted.status_code == 200 and resumed == [str(generation.pk)]
+    services.generation_resume(generation.pk)
+    generation.refresh_from_db()
+    assert generation.status == Status.SUCCEEDED
+    assert Asset.objects.filter(generation=generation).count() == 1
