@@ -73,6 +73,47 @@ def bench_openai(n: int) -> tuple[str, list[float], list[float]]:
         return "openai chat", _time(direct, n), _time(adapter, n)
 
 
+def bench_replicate(n: int) -> tuple[str, list[float], list[float]]:
+    import tempfile
+
+    import httpx
+    import replicate
+    from django.conf import settings
+
+    from generations.providers.base import CatalogModel
+    from generations.providers.replicate import ReplicateProvider
+    from tests.fakes.replicate import ReplicateFake
+    from tests.fakes.server import FakeServer, LocalCA
+
+    ca = LocalCA(Path(tempfile.mkdtemp()) / "ca")
+    with FakeServer(ReplicateFake, ca=ca) as fake:
+        ReplicateFake.install(fake.state)
+        # Straight to a result: both sides then make the same two calls (create, one get).
+        fake.state["plan"] = {"starting_polls": 0, "processing_polls": 0}
+        settings.PROVIDER_BASE_URLS = {**settings.PROVIDER_BASE_URLS, "replicate": fake.url}
+        settings.PROVIDER_CA_BUNDLE = str(ca.ca_file)
+        model = CatalogModel(id="replicate/flux-schnell", provider="replicate",
+                             provider_model="black-forest-labs/flux-schnell", operation="text-to-image",
+                             output_kind="image", config={})
+        provider = ReplicateProvider()
+        client = replicate.Client(api_token="test-key", base_url=fake.url,
+                                  transport=httpx.HTTPTransport(verify=str(ca.ca_file)))
+
+        def direct() -> None:
+            prediction = client.models.predictions.create(model="black-forest-labs/flux-schnell",
+                                                          input={"prompt": "hi"})
+            while prediction.status not in ("succeeded", "failed", "canceled"):
+                prediction.reload()
+
+        def adapter() -> None:
+            _drive(provider, model, {"prompt": "hi"})
+
+        for _ in range(20):
+            direct()
+            adapter()
+        return "replicate prediction", _time(direct, n), _time(adapter, n)
+
+
 def report(name: str, direct: list[float], adapter: list[float]) -> str:
     d, a = statistics.median(direct), statistics.median(adapter)
     dp, ap = statistics.quantiles(direct, n=20)[18], statistics.quantiles(adapter, n=20)[18]
@@ -86,7 +127,7 @@ def main() -> None:
     django.setup()
     n = int(os.environ.get("BENCH_ADAPTER_N", "200"))
     print(f"\nadapter layer overhead per call (n={n}, loopback fakes)")
-    for bench in (bench_openai,):
+    for bench in (bench_openai, bench_replicate):
         name, direct, adapter = bench(n)
         print(report(name, direct, adapter))
 
