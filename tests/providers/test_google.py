@@ -1,0 +1,656 @@
+"""The Google Gen AI adapter, driving the real google-genai 3.4.0 SDK against the fake in tests/fakes/google.py.
+
+Adapter-level tests build CatalogModels from generations/catalog/google.json (no database); the worked
+examples at the end run every operation in that catalog through the real pipeline.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from generations.providers.base import AssetInput, CatalogModel, ProviderError, ProviderJob, ProviderStatus
+from generations.providers.google import GoogleProvider
+from tests.fakes.google import FAKE_PROJECT, MP4_BYTES, GoogleFakeHandler, png_bytes
+from tests.fakes.server import FakeServer, LocalCA
+
+CATALOG = json.loads((Path(__file__).resolve().parents[2] / "generations/catalog/google.json").read_text())
+ENTRIES = {entry["id"]: entry for entry in CATALOG["models"]}
+
+
+def catalog_model(model_id: str) -> CatalogModel:
+    entry = ENTRIES[model_id]
+    return CatalogModel(id=entry["id"], provider="google", provider_model=entry["provider_model"],
+                        operation=entry["operation"], output_kind=entry["output_kind"],
+                        config=entry.get("config", {}))
+
+
+@dataclass
+class InMemoryAsset(AssetInput):
+    data: bytes = b""
+
+    def read(self) -> bytes:
+        return self.data
+
+
+def asset(data: bytes, *, kind: str = "image", mime: str = "image/png", name: str = "frame.png") -> InMemoryAsset:
+    return InMemoryAsset(id="a1", kind=kind, mime=mime, name=name, storage_name="", size=len(data), data=data)
+
+
+@pytest.fixture(scope="module")
+def fake_server() -> Iterator[FakeServer]:
+    # One server for the module (stopping one takes half a second: serve_forever's poll interval).
+    with FakeServer(GoogleFakeHandler) as server:
+        yield server
+
+
+@pytest.fixture
+def fake(fake_server: FakeServer, settings: Any) -> FakeServer:
+    fake_server.state.clear()
+    fake_server.requests.clear()
+    settings.PROVIDER_BASE_URLS = {**settings.PROVIDER_BASE_URLS, "google": fake_server.url}
+    settings.PROVIDER_KEYS = {**settings.PROVIDER_KEYS, "google": "test-key"}
+    settings.GENERATION_POLL_INTERVAL = 0.01
+    return fake_server
+
+
+@pytest.fixture
+def provider() -> GoogleProvider:
+    return GoogleProvider()
+
+
+KEY = {"api_key": "test-key"}
+
+
+def run_to_end(provider: GoogleProvider, job: ProviderJob, limit: float = 10.0) -> list[ProviderStatus]:
+    """Every status up to the terminal one. Synchronous calls run on a thread, so `running` may repeat."""
+    statuses = []
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        statuses.append(provider.poll(job))
+        if statuses[-1].terminal:
+            return statuses
+        time.sleep(0.005)
+    raise AssertionError(f"still running after {limit}s: {statuses[-1]}")
+
+
+def finish(provider: GoogleProvider, model_id: str, inputs: dict[str, Any],
+           credentials: dict[str, str] | None = KEY) -> ProviderStatus:
+    return run_to_end(provider, provider.submit(catalog_model(model_id), inputs, credentials=credentials))[-1]
+
+
+def paths(server: FakeServer) -> list[str]:
+    return [f"{r['method']} {r['path']}" for r in server.requests]
+
+
+def sent(server: FakeServer, index: int = -1) -> dict[str, Any]:
+    return json.loads(server.requests[index]["body"] or b"null")
+
+
+# --- the wire: what the SDK actually calls ----------------------------------------------------------------
+
+def test_the_sdk_calls_the_routes_the_fake_serves_with_the_key_in_x_goog_api_key(fake: FakeServer,
+                                                                                     provider: GoogleProvider) -> None:
+    finish(provider, "google/gemini-2.5-flash", {"prompt": "hi"})
+    finish(provider, "google/imagen-4.0-generate-001", {"prompt": "a cat"})
+    finish(provider, "google/veo-3.0-fast-generate-001", {"prompt": "a cat"})
+    provider.check_credentials(KEY)
+    operation_resource = f"projects/{FAKE_PROJECT}/locations/us-central1/publishers/google/models/veo-3.0-fast-generate-001"
+    assert paths(fake) == [
+        # Pinned v1beta (the 3.4.0 SDK would default to v1); Imagen and Veo in Vertex express mode (v1beta1).
+        "POST /v1beta/models/gemini-2.5-flash:generateContent",
+        "POST /v1beta1/publishers/google/models/imagen-4.0-generate-001:predict",
+        "POST /v1beta1/publishers/google/models/veo-3.0-fast-generate-001:predictLongRunning",
+        f"POST /v1beta1/{operation_resource}:fetchPredictOperation",
+        f"POST /v1beta1/{operation_resource}:fetchPredictOperation",
+        "GET /v1beta/models?pageSize=1",
+    ]
+    assert {r["headers"]["x-goog-api-key"] for r in fake.requests} == {"test-key"}
+    assert all(r["headers"]["user-agent"].startswith("google-genai-sdk/3.4.0") for r in fake.requests)
+
+
+# --- Gemini text ------------------------------------------------------------------------------------------
+
+def test_chat_returns_the_answer_as_a_markdown_text_output_priced_from_token_counts(
+        fake: FakeServer, provider: GoogleProvider) -> None:
+    fake.state.update(text="Four short words here.", thoughts_tokens=10)
+    job = provider.submit(catalog_model("google/gemini-2.5-flash"),
+                          {"prompt": "Say something short", "system_prompt": "Be brief.", "temperature": 0.2,
+                           "max_output_tokens": 300}, credentials=KEY)
+    statuses = run_to_end(provider, job)
+    status = statuses[-1]
+    assert status.state == "succeeded" and status.progress == 100
+    assert statuses[0].logs[0].startswith("Sent to Google gemini-2.5-flash")
+    [output] = status.outputs
+    assert (output.kind, output.mime, output.data) == ("text", "text/plain", b"Four short words here.")
+    assert output.filename.endswith(".md")
+    body = sent(fake)
+    assert body["systemInstruction"]["parts"][0]["text"] == "Be brief."
+    assert body["generationConfig"] == {"temperature": 0.2, "maxOutputTokens": 300}
+    # 3 + 2 prompt tokens (prompt + system), 4 answer tokens + 10 thinking tokens billed as output.
+    assert status.usage == {"input_tokens": 5, "output_tokens": 4, "thinking_tokens": 10, "image_output_tokens": 0}
+    assert status.cost_usd == (5 * Decimal("0.30") + 14 * Decimal("2.50")) / 1_000_000
+    assert f"Gemini used 5 input and 14 output tokens (${status.cost_usd})." in status.logs
+
+
+def test_prompt_enhance_sends_the_catalog_system_prompt_and_turns_thinking_off(fake: FakeServer,
+                                                                             provider: GoogleProvider) -> None:
+    fake.state["text"] = "A weathered lighthouse on a basalt cliff at blue hour, beam cutting through sea mist."
+    status = finish(provider, "google/gemini-2.5-flash/prompt-enhance",
+                    {"prompt": "lighthouse at night, moody", "max_output_tokens": 512})
+    body = sent(fake)
+    assert body["systemInstruction"]["parts"][0]["text"].startswith("You rewrite rough creative ideas")
+    # The SDK sends ThinkingConfig with proto field names (thinking_budget); proto3 JSON accepts both spellings.
+    assert body["generationConfig"]["thinkingConfig"] == {"thinking_budget": 0}
+    assert status.outputs[0].data.startswith(b"A weathered lighthouse") and status.outputs[0].filename.endswith(".txt")
+
+
+def test_script_breakdown_reads_an_uploaded_script_asset(fake: FakeServer, provider: GoogleProvider) -> None:
+    script = asset(b"INT. KITCHEN - NIGHT\nANNA pours coffee.", kind="text", mime="text/plain", name="pilot.fountain")
+    status = finish(provider, "google/gemini-2.5-flash/script-breakdown",
+                    {"script_file": script, "max_output_tokens": 8192})
+    assert status.state == "succeeded"
+    body = sent(fake)
+    assert body["contents"][0]["parts"] == [{"text": "INT. KITCHEN - NIGHT\nANNA pours coffee."}]
+    assert "script breakdown" in body["systemInstruction"]["parts"][0]["text"]
+
+
+def test_an_empty_input_fails_the_submit_itself(fake: FakeServer, provider: GoogleProvider) -> None:
+    with pytest.raises(ProviderError) as caught:
+        provider.submit(catalog_model("google/gemini-2.5-flash/script-breakdown"), {"script": "  "}, credentials=KEY)
+    assert (caught.value.code, caught.value.retryable) == ("invalid_input", False)
+    assert fake.requests == []
+
+
+def test_an_answer_cut_off_before_any_text_is_a_final_error_asking_for_more_tokens(
+        fake: FakeServer, provider: GoogleProvider) -> None:
+    fake.state.update(finish_reason="MAX_TOKENS", text="")
+    status = finish(provider, "google/gemini-2.5-flash", {"prompt": "think hard"})
+    assert (status.state, status.error_code, status.retryable) == ("failed", "max_tokens", False)
+
+
+# --- Gemini native images ---------------------------------------------------------------------------------
+
+def test_gemini_image_returns_png_bytes_priced_at_the_image_token_rate(fake: FakeServer,
+                                                                       provider: GoogleProvider) -> None:
+    picture = png_bytes((96, 64))
+    fake.state["image"] = picture
+    status = finish(provider, "google/gemini-2.5-flash-image", {"prompt": "a red bicycle", "aspect_ratio": "3:2"})
+    [output] = status.outputs
+    assert (output.kind, output.mime, output.data) == ("image", "image/png", picture)
+    assert output.filename.endswith(".png")
+    assert sent(fake)["generationConfig"] == {"responseModalities": ["IMAGE"], "imageConfig": {"aspectRatio": "3:2"}}
+    assert status.usage["image_output_tokens"] == 1290 and status.usage["images"] == 1
+    assert status.cost_usd == (3 * Decimal("0.30") + 1290 * Decimal("30.00")) / 1_000_000  # ≈ $0.039 per image
+
+
+def test_an_image_edit_sends_the_source_image_inline_before_the_instruction(fake: FakeServer,
+                                                                             provider: GoogleProvider) -> None:
+    source = png_bytes((32, 32), (200, 10, 10))
+    status = finish(provider, "google/gemini-2.5-flash-image/edit", {"image": asset(source), "prompt": "make it blue"})
+    assert status.state == "succeeded" and status.outputs[0].data.startswith(b"\x89PNG")
+    parts = sent(fake)["contents"][0]["parts"]
+    # Part.from_bytes goes out as {"inlineData": {"data", "mime_type"}} (proto field name, accepted by proto3 JSON).
+    assert parts[0]["inlineData"]["mime_type"] == "image/png"
+    assert base64.b64decode(parts[0]["inlineData"]["data"]) == source
+    assert parts[1] == {"text": "make it blue"}
+    assert status.usage["input_tokens"] == 3 + 258
+
+
+def test_an_answer_without_an_image_from_the_image_model_is_a_final_error(fake: FakeServer,
+                                                                          provider: GoogleProvider) -> None:
+    fake.state.update(finish_reason="NO_IMAGE")
+    status = finish(provider, "google/gemini-2.5-flash-image", {"prompt": "x"})
+    assert (status.state, status.error_code, status.retryable) == ("failed", "no_output", False)
+
+
+# --- Imagen -----------------------------------------------------------------------------------------------
+
+def test_imagen_returns_one_image_per_requested_sample_and_reports_units_for_the_price_card(
+        fake: FakeServer, provider: GoogleProvider) -> None:
+    status = finish(provider, "google/imagen-4.0-generate-001",
+                    {"prompt": "a fox", "num_images": 3, "aspect_ratio": "16:9"})
+    assert [o.mime for o in status.outputs] == ["image/png"] * 3
+    assert sent(fake) == {"instances": [{"prompt": "a fox"}],
+                          "parameters": {"sampleCount": 3, "aspectRatio": "16:9", "includeRaiReason": True}}
+    assert status.usage == {"images": 3, "units": 3} and status.cost_usd is None
+
+
+# --- Veo --------------------------------------------------------------------------------------------------
+
+def test_veo_is_an_operation_polled_until_done_then_its_inline_mp4(fake: FakeServer,
+                                                                   provider: GoogleProvider) -> None:
+    fake.state["veo_pending_polls"] = 2
+    job = provider.submit(catalog_model("google/veo-3.0-generate-001"),
+                          {"prompt": "waves at dusk", "duration_seconds": 6, "aspect_ratio": "16:9",
+                           "resolution": "720p", "seed": 7}, credentials=KEY)
+    assert job.request_id.startswith(f"projects/{FAKE_PROJECT}/") and "/operations/" in job.request_id
+    assert "test-key" not in json.dumps(job.data)  # job.data is stored on the Generation row
+    assert sent(fake)["parameters"] == {"sampleCount": 1, "durationSeconds": 6, "aspectRatio": "16:9",
+                                        "resolution": "720p", "seed": 7, "generateAudio": True}
+    statuses = run_to_end(provider, job)
+    assert [s.state for s in statuses] == ["running", "running", "succeeded"]
+    assert statuses[0].logs and not statuses[1].logs  # one line when rendering starts, not one per poll
+    [video] = statuses[-1].outputs
+    assert (video.kind, video.mime, video.data) == ("video", "video/mp4", MP4_BYTES)
+    assert video.filename.endswith(".mp4") and video.metadata["duration_seconds"] == 6
+    assert statuses[-1].usage == {"videos": 1, "seconds": 6, "units": 6}
+
+
+def test_veo_image_to_video_sends_the_start_frame_as_base64(fake: FakeServer, provider: GoogleProvider) -> None:
+    frame = png_bytes((48, 27))
+    job = provider.submit(catalog_model("google/veo-3.0-fast-generate-001/image-to-video"),
+                          {"image": asset(frame), "duration_seconds": 4}, credentials=KEY)
+    instance = sent(fake)["instances"][0]
+    assert instance["image"]["mimeType"] == "image/png" and "prompt" not in instance
+    assert base64.b64decode(instance["image"]["bytesBase64Encoded"]) == frame
+    assert run_to_end(provider, job)[-1].state == "succeeded"
+
+
+def test_a_filtered_video_fails_as_content_policy_with_googles_reason(fake: FakeServer,
+                                                                      provider: GoogleProvider) -> None:
+    fake.state.update(veo_pending_polls=0, veo_filtered=["The prompt contains a prominent person."])
+    status = finish(provider, "google/veo-3.0-fast-generate-001", {"prompt": "x"})
+    assert (status.state, status.error_code, status.retryable) == ("failed", "content_policy", False)
+    assert "prominent person" in status.error_message
+
+
+@pytest.mark.parametrize(("rpc_code", "retryable"), [(13, True), (8, True), (3, False)])
+def test_a_failed_operation_is_retryable_only_for_transient_rpc_codes(fake: FakeServer, provider: GoogleProvider,
+                                                                      rpc_code: int, retryable: bool) -> None:
+    fake.state.update(veo_pending_polls=0, veo_error={"code": rpc_code, "message": "Something went wrong."})
+    status = finish(provider, "google/veo-3.0-fast-generate-001", {"prompt": "x"})
+    assert (status.state, status.retryable) == ("failed", retryable)
+    assert status.error_message == "Google: Something went wrong."
+
+
+def test_cancelling_veo_returns_false_because_the_sdk_cannot_cancel_operations(fake: FakeServer,
+                                                                             provider: GoogleProvider) -> None:
+    fake.state["veo_pending_polls"] = 5
+    job = provider.submit(catalog_model("google/veo-3.0-fast-generate-001"), {"prompt": "x"}, credentials=KEY)
+    provider.poll(job)
+    count = len(fake.requests)
+    assert provider.cancel(job) is False
+    assert len(fake.requests) == count  # nothing was sent: google-genai 3.4.0 has no operations.cancel
+
+
+def test_cancelling_a_synchronous_call_stops_waiting_for_it(fake: FakeServer, provider: GoogleProvider) -> None:
+    fake.state["delay"] = 0.3
+    job = provider.submit(catalog_model("google/gemini-2.5-flash"), {"prompt": "hi"}, credentials=KEY)
+    while not fake.requests:  # the call is on its way to Google (and recorded in this test, not the next)
+        time.sleep(0.005)
+    assert provider.cancel(job) is True
+    assert run_to_end(provider, job)[-1].state == "canceled"
+
+
+# --- errors -----------------------------------------------------------------------------------------------
+
+def test_a_rate_limit_is_retryable_after_googles_retry_delay_and_the_next_call_succeeds(
+        fake: FakeServer, provider: GoogleProvider) -> None:
+    fake.state["fail"] = [{"route": "generateContent", "code": 429, "retry_delay": "2s",
+                           "message": "You exceeded your current quota."}]
+    status = finish(provider, "google/gemini-2.5-flash", {"prompt": "hi"})
+    assert (status.state, status.error_code, status.retryable) == ("failed", "rate_limited", True)
+    assert status.usage["retry_after"] == 2.0  # where the runner reads a failed status's Retry-After
+    assert status.error_message == "Google: You exceeded your current quota."
+    assert finish(provider, "google/gemini-2.5-flash", {"prompt": "hi"}).state == "succeeded"
+    assert len(fake.requests) == 2  # the SDK did not retry on its own
+
+
+def test_a_retry_after_header_is_honoured_when_there_is_no_retry_info(fake: FakeServer,
+                                                                      provider: GoogleProvider) -> None:
+    fake.state["fail"] = [{"route": "predict", "code": 503, "message": "The model is overloaded.",
+                           "headers": {"Retry-After": "7"}}]
+    status = finish(provider, "google/imagen-4.0-generate-001", {"prompt": "x"})
+    assert (status.error_code, status.retryable, status.usage["retry_after"]) == ("provider_unavailable", True, 7.0)
+
+
+def test_a_rate_limited_veo_submit_raises_a_retryable_error(fake: FakeServer, provider: GoogleProvider) -> None:
+    fake.state["fail"] = [{"route": "predictLongRunning", "code": 429, "retry_delay": "30s", "message": "Quota."}]
+    with pytest.raises(ProviderError) as caught:
+        provider.submit(catalog_model("google/veo-3.0-fast-generate-001"), {"prompt": "x"}, credentials=KEY)
+    assert (caught.value.code, caught.value.retryable, caught.value.retry_after) == ("rate_limited", True, 30.0)
+
+
+def test_a_failing_poll_is_retryable_and_the_same_operation_can_be_polled_again(fake: FakeServer,
+                                                                                provider: GoogleProvider) -> None:
+    fake.state.update(veo_pending_polls=0, fail=[{"route": "fetchPredictOperation", "code": 500,
+                                                  "message": "Internal error encountered."}])
+    job = provider.submit(catalog_model("google/veo-3.0-fast-generate-001"), {"prompt": "x"}, credentials=KEY)
+    with pytest.raises(ProviderError) as caught:
+        provider.poll(job)
+    assert caught.value.retryable
+    assert provider.poll(job).state == "succeeded"
+
+
+def test_timeouts_and_connection_errors_are_retryable(fake: FakeServer, provider: GoogleProvider,
+                                                     settings: Any) -> None:
+    fake.state["delay"] = 0.5
+    quick = catalog_model("google/gemini-2.5-flash")
+    quick.config = {**quick.config, "request_timeout_seconds": 0.1}
+    status = run_to_end(provider, provider.submit(quick, {"prompt": "hi"}, credentials=KEY))[-1]
+    assert (status.error_code, status.retryable) == ("timeout", True)
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    settings.PROVIDER_BASE_URLS = {**settings.PROVIDER_BASE_URLS, "google": f"http://127.0.0.1:{closed}"}
+    status = finish(provider, "google/gemini-2.5-flash", {"prompt": "hi"})
+    assert (status.error_code, status.retryable) == ("connection_error", True)
+
+
+def test_a_blocked_prompt_is_a_final_content_policy_error(fake: FakeServer, provider: GoogleProvider) -> None:
+    fake.state["block_reason"] = "SAFETY"
+    status = finish(provider, "google/gemini-2.5-flash", {"prompt": "x"})
+    assert (status.error_code, status.retryable) == ("content_policy", False)
+    assert status.error_message == "Google blocked the prompt (SAFETY)."
+
+
+def test_a_safety_stop_on_the_image_is_a_final_content_policy_error(fake: FakeServer,
+                                                                   provider: GoogleProvider) -> None:
+    fake.state["finish_reason"] = "IMAGE_SAFETY"
+    status = finish(provider, "google/gemini-2.5-flash-image", {"prompt": "x"})
+    assert status.error_code == "content_policy" and "IMAGE_SAFETY" in status.error_message
+
+
+def test_an_imagen_image_removed_by_the_filter_is_content_policy_with_the_reason(fake: FakeServer,
+                                                                                provider: GoogleProvider) -> None:
+    fake.state["imagen_filtered"] = "39322892: The prompt may depict a prominent person."
+    status = finish(provider, "google/imagen-4.0-generate-001", {"prompt": "x"})
+    assert status.error_code == "content_policy" and "prominent person" in status.error_message
+
+
+def test_a_bad_request_is_final_with_googles_own_message(fake: FakeServer, provider: GoogleProvider) -> None:
+    fake.state["fail"] = [{"route": "generateContent", "code": 400,
+                           "message": "* GenerateContentRequest.contents: contents is not specified"}]
+    status = finish(provider, "google/gemini-2.5-flash", {"prompt": "x"})
+    assert (status.error_code, status.retryable) == ("invalid_input", False)
+    assert status.error_message == "Google: * GenerateContentRequest.contents: contents is not specified"
+
+
+def test_a_responsible_ai_refusal_from_vertex_is_content_policy(fake: FakeServer, provider: GoogleProvider) -> None:
+    fake.state["fail"] = [{"route": "predictLongRunning", "code": 400, "message": (
+        "The prompt could not be submitted. This prompt contains sensitive words that violate Google's "
+        "Responsible AI practices.")}]
+    with pytest.raises(ProviderError) as caught:
+        provider.submit(catalog_model("google/veo-3.0-fast-generate-001"), {"prompt": "x"}, credentials=KEY)
+    assert (caught.value.code, caught.value.retryable) == ("content_policy", False)
+
+
+def test_a_bad_key_is_a_final_invalid_key_error(fake: FakeServer, provider: GoogleProvider) -> None:
+    status = finish(provider, "google/gemini-2.5-flash", {"prompt": "x"}, credentials={"api_key": "nope"})
+    assert (status.error_code, status.retryable) == ("invalid_key", False)
+    assert "API key not valid" in status.error_message
+
+
+def test_a_poll_for_a_call_this_worker_does_not_hold_reports_it_lost(fake: FakeServer,
+                                                                     provider: GoogleProvider) -> None:
+    status = provider.poll(ProviderJob(provider="google", request_id="google-gone",
+                                       data={"method": "generate_content"}))
+    assert (status.state, status.error_code, status.retryable) == ("failed", "lost", True)
+
+
+def test_a_result_is_handed_over_once_and_then_forgotten(fake: FakeServer, provider: GoogleProvider) -> None:
+    job = provider.submit(catalog_model("google/gemini-2.5-flash"), {"prompt": "hi"}, credentials=KEY)
+    assert run_to_end(provider, job)[-1].state == "succeeded"
+    assert provider.registry.in_flight() == 0 and provider.poll(job).error_code == "lost"
+
+
+def test_a_tls_endpoint_is_trusted_through_the_configured_ca_bundle(provider: GoogleProvider, settings: Any,
+                                                                   tmp_path: Path) -> None:
+    ca = LocalCA(tmp_path / "ca")
+    with FakeServer(GoogleFakeHandler, ca=ca) as server:
+        settings.PROVIDER_BASE_URLS = {**settings.PROVIDER_BASE_URLS, "google": server.url}
+        settings.PROVIDER_CA_BUNDLE = str(ca.ca_file)
+        assert server.url.startswith("https://")
+        assert finish(provider, "google/gemini-2.5-flash", {"prompt": "hi"}).state == "succeeded"
+        settings.PROVIDER_CA_BUNDLE = ""  # the system store does not know the test CA
+        status = finish(provider, "google/gemini-2.5-flash", {"prompt": "hi"})
+        assert (status.error_code, status.retryable) == ("connection_error", True)
+
+
+# --- credentials ------------------------------------------------------------------------------------------
+
+def test_check_credentials_accepts_a_good_key_and_refuses_a_bad_one(fake: FakeServer,
+                                                                    provider: GoogleProvider) -> None:
+    provider.check_credentials({"api_key": "test-key"})
+    with pytest.raises(ProviderError) as caught:
+        provider.check_credentials({"api_key": "AIza-wrong"})
+    assert caught.value.code == "invalid_key"
+    assert [r["path"] for r in fake.requests] == ["/v1beta/models?pageSize=1"] * 2
+
+
+def test_without_credentials_the_platform_key_is_used_and_without_any_key_it_fails_clearly(
+        fake: FakeServer, provider: GoogleProvider, settings: Any) -> None:
+    assert finish(provider, "google/gemini-2.5-flash", {"prompt": "hi"}, credentials=None).state == "succeeded"
+    assert fake.requests[-1]["headers"]["x-goog-api-key"] == "test-key"
+    settings.PROVIDER_KEYS = {**settings.PROVIDER_KEYS, "google": ""}
+    with pytest.raises(ProviderError) as caught:
+        provider.submit(catalog_model("google/gemini-2.5-flash"), {"prompt": "hi"}, credentials=None)
+    assert (caught.value.code, caught.value.retryable) == ("missing_key", False)
+
+
+# --- worked examples through the pipeline -----------------------------------------------------------------
+
+def _upload(project: Any, data: bytes, name: str) -> Any:
+    from assets.services import asset_create_from_bytes
+
+    return asset_create_from_bytes(project=project, data=data, name=name)
+
+
+def _run(owner: Any, project: Any, model_id: str, inputs: dict[str, Any]) -> Any:
+    from generations.services import generation_create, generation_run
+
+    generation = generation_create(user=owner, project_id=project.pk, model_id=model_id, inputs=inputs)
+    generation_run(generation.pk)
+    generation.refresh_from_db()
+    return generation
+
+
+def _stored(generation: Any) -> list[bytes]:
+    from assets.models import Asset
+
+    out = []
+    for stored in Asset.objects.filter(generation=generation).order_by("created_at"):
+        with stored.file.open("rb") as fh:
+            out.append(fh.read())
+    return out
+
+
+def _balance(user: Any) -> tuple[int, int]:
+    from billing.services import credits_summary
+
+    summary = credits_summary(user=user)
+    return summary.balance, summary.held
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("model_id", "inputs", "expected"), [
+    ("google/gemini-2.5-flash", {"prompt": "Write a tagline"}, b"Fade in on the tagline."),
+    ("google/gemini-2.5-flash/prompt-enhance", {"prompt": "a fox, cosy"}, b"Fade in on the tagline."),
+    ("google/gemini-2.5-flash/script-breakdown", {"script": "INT. BARN - DAY"}, b"Fade in on the tagline."),
+])
+def test_worked_example_text_generation(fake: FakeServer, catalog: None, owner: Any, project: Any,
+                                        model_id: str, inputs: dict[str, Any], expected: bytes) -> None:
+    fake.state["text"] = "Fade in on the tagline."
+    generation = _run(owner, project, model_id, inputs)
+    assert generation.status == "succeeded", generation.error_message
+    assert _stored(generation) == [expected]
+    assert generation.credits_charged >= 1 and _balance(owner) == (500 - generation.credits_charged, 0)
+    usage_cost = generation.provider_cost_usd
+    assert usage_cost is not None and Decimal(0) < usage_cost < Decimal("0.001")  # tokens × catalog prices
+
+
+@pytest.mark.django_db
+def test_worked_example_text_to_image_with_gemini(fake: FakeServer, catalog: None, owner: Any, project: Any) -> None:
+    picture = png_bytes((80, 80), (10, 200, 90))
+    fake.state["image"] = picture
+    generation = _run(owner, project, "google/gemini-2.5-flash-image", {"prompt": "a green square"})
+    assert generation.status == "succeeded", generation.error_message
+    assert _stored(generation) == [picture]
+    # 3 input tokens at $0.30/1M + 1290 image tokens at $30/1M = $0.0387009, rounded up to 6 places.
+    assert generation.provider_cost_usd == Decimal("0.038701")
+    assert generation.credits_charged == 4 and _balance(owner) == (496, 0)
+
+
+@pytest.mark.django_db
+def test_worked_example_text_to_image_with_imagen(fake: FakeServer, catalog: None, owner: Any, project: Any) -> None:
+    picture = png_bytes((64, 48))
+    fake.state["image"] = picture
+    generation = _run(owner, project, "google/imagen-4.0-generate-001", {"prompt": "a fox", "num_images": 2})
+    assert generation.status == "succeeded", generation.error_message
+    assert _stored(generation) == [picture, picture]
+    assert generation.provider_cost_usd == Decimal("0.08") and generation.credits_charged == 8
+    assert _balance(owner) == (492, 0)
+
+
+@pytest.mark.django_db
+def test_worked_example_image_edit(fake: FakeServer, catalog: None, owner: Any, project: Any) -> None:
+    source = _upload(project, png_bytes((40, 40), (250, 0, 0)), "red.png")
+    edited = png_bytes((40, 40), (0, 0, 250))
+    fake.state["image"] = edited
+    generation = _run(owner, project, "google/gemini-2.5-flash-image/edit",
+                      {"image": str(source.pk), "prompt": "make it blue"})
+    assert generation.status == "succeeded", generation.error_message
+    assert _stored(generation) == [edited]
+    assert generation.credits_charged == 4 and generation.provider_cost_usd is not None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("model_id", "seconds", "credits"), [
+    ("google/veo-3.0-generate-001", 4, 160),
+    ("google/veo-3.0-fast-generate-001", 8, 120),
+])
+def test_worked_example_text_to_video(fake: FakeServer, catalog: None, owner: Any, project: Any,
+                                      model_id: str, seconds: int, credits: int) -> None:
+    fake.state["veo_pending_polls"] = 2
+    generation = _run(owner, project, model_id, {"prompt": "waves at dusk", "duration_seconds": seconds})
+    assert generation.status == "succeeded", generation.error_message
+    assert _stored(generation) == [MP4_BYTES]
+    assert generation.credits_charged == credits and _balance(owner) == (500 - credits, 0)
+    assert generation.provider_cost_usd == Decimal(seconds) * Decimal(ENTRIES[model_id]["price"]["usd_per_unit"])
+    assert any("Veo is rendering" in line["message"] for line in generation.logs)
+
+
+@pytest.mark.django_db
+def test_worked_example_image_to_video(fake: FakeServer, catalog: None, owner: Any, project: Any) -> None:
+    frame = _upload(project, png_bytes((64, 36)), "frame.png")
+    generation = _run(owner, project, "google/veo-3.0-fast-generate-001/image-to-video",
+                      {"image": str(frame.pk), "prompt": "the camera pushes in", "duration_seconds": 4})
+    assert generation.status == "succeeded", generation.error_message
+    assert _stored(generation) == [MP4_BYTES]
+    assert generation.credits_charged == 60 and generation.provider_cost_usd == Decimal("0.60")
+    with Image.open(io.BytesIO(_stored_input(fake))) as sent_frame:
+        assert sent_frame.size == (64, 36)
+
+
+def _stored_input(server: FakeServer) -> bytes:
+    submit = next(r for r in server.requests if r["path"].endswith(":predictLongRunning"))
+    return base64.b64decode(json.loads(submit["body"])["instances"][0]["image"]["bytesBase64Encoded"])
+
+
+@pytest.mark.django_db
+def test_a_rate_limited_job_is_retried_by_the_pipeline_and_then_completes(fake: FakeServer, catalog: None,
+                                                                        owner: Any, project: Any) -> None:
+    from generations.services import RetryLater, generation_create, generation_run
+
+    fake.state["fail"] = [{"route": "generateContent", "code": 429, "retry_delay": "5s", "message": "Quota."}]
+    generation = generation_create(user=owner, project_id=project.pk, model_id="google/gemini-2.5-flash",
+                                   inputs={"prompt": "hi"})
+    with pytest.raises(RetryLater) as retry:
+        generation_run(generation.pk)
+    assert retry.value.countdown >= 5.0  # Google's RetryInfo wins over the shorter backoff
+    generation.refresh_from_db()
+    assert generation.status == "queued" and _balance(owner) == (500, generation.credits_held)
+    generation_run(generation.pk)
+    generation.refresh_from_db()
+    assert (generation.status, generation.attempts) == ("succeeded", 2)
+
+
+@pytest.mark.django_db
+def test_a_failing_veo_poll_is_retried_on_the_same_operation_without_a_second_submit(
+        fake: FakeServer, catalog: None, owner: Any, project: Any) -> None:
+    from generations.services import RetryLater, generation_create, generation_run
+
+    fake.state.update(veo_pending_polls=1, fail=[{"route": "fetchPredictOperation", "code": 503, "message": "Busy."}])
+    generation = generation_create(user=owner, project_id=project.pk, model_id="google/veo-3.0-fast-generate-001",
+                                   inputs={"prompt": "x", "duration_seconds": 4})
+    with pytest.raises(RetryLater):
+        generation_run(generation.pk)
+    generation_run(generation.pk)
+    generation.refresh_from_db()
+    assert generation.status == "succeeded", generation.error_message
+    assert sum(r["path"].endswith(":predictLongRunning") for r in fake.requests) == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("model_id", "script", "code", "message"), [
+    ("google/gemini-2.5-flash", {"block_reason": "PROHIBITED_CONTENT"}, "content_policy",
+     "Google blocked the prompt (PROHIBITED_CONTENT)."),
+    ("google/imagen-4.0-generate-001", {"imagen_filtered": "Unsafe prompt."}, "content_policy",
+     "Imagen's safety filters removed the image: Unsafe prompt."),
+    ("google/veo-3.0-fast-generate-001", {"veo_pending_polls": 0, "veo_filtered": ["Violence."]}, "content_policy",
+     "Google's safety filters removed the video: Violence."),
+    ("google/gemini-2.5-flash-image", {"fail": [{"code": 400, "message": "Unsupported aspect ratio."}]},
+     "invalid_input", "Google: Unsupported aspect ratio."),
+    ("google/gemini-2.5-flash", {"api_keys": {"another-key"}}, "invalid_key",
+     "Google: API key not valid. Please pass a valid API key."),
+])
+def test_a_final_error_fails_the_generation_with_googles_message_and_charges_nothing(
+        fake: FakeServer, catalog: None, owner: Any, project: Any, model_id: str, script: dict[str, Any],
+        code: str, message: str) -> None:
+    fake.state.update(script)
+    generation = _run(owner, project, model_id, {"prompt": "something"})
+    assert (generation.status, generation.error_code, generation.error_message) == ("failed", code, message)
+    assert _balance(owner) == (500, 0) and generation.credits_charged == 0
+
+
+@pytest.mark.django_db
+def test_canceling_a_veo_job_marks_it_canceled_and_releases_the_hold(fake: FakeServer, catalog: None,
+                                                                    owner: Any, project: Any,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from generations.providers.registry import get_provider
+    from generations.services import generation_cancel, generation_create, generation_run
+
+    fake.state["veo_pending_polls"] = 1000
+    generation = generation_create(user=owner, project_id=project.pk, model_id="google/veo-3.0-fast-generate-001",
+                                   inputs={"prompt": "x", "duration_seconds": 4})
+    google = get_provider("google")
+    real_poll = google.poll
+    polls = 0
+
+    def poll_then_user_cancels(job: ProviderJob) -> ProviderStatus:
+        nonlocal polls
+        polls += 1
+        if polls == 2:  # the user presses cancel while Veo renders
+            generation_cancel(user=owner, generation_id=generation.pk)
+        return real_poll(job)
+
+    monkeypatch.setattr(google, "poll", poll_then_user_cancels)
+    generation_run(generation.pk)
+    generation.refresh_from_db()
+    assert generation.status == "canceled"
+    assert _balance(owner) == (500, 0)
+    assert not any("cancel" in r["path"].lower() for r in fake.requests)  # nothing to tell Google (3.4.0)
+
+
+@pytest.mark.django_db
+def test_a_script_breakdown_needs_pasted_text_or_a_file(catalog: None, owner: Any, project: Any) -> None:
+    from config.errors import InvalidRequest
+    from generations.services import generation_create
+
+    with pytest.raises(InvalidRequest):
+        generation_create(user=owner, project_id=project.pk, model_id="google/gemini-2.5-flash/script-breakdown",
+                          inputs={})
+    assert _balance(owner) == (500, 0)
