@@ -32,10 +32,10 @@ def _open_key(provider: str) -> str:
 
 def record_outcome(*, provider: str, model: str, ok: bool, transient: bool = False, error_code: str = "",
                    latency_ms: float = 0) -> None:
-    if provider == "local":
-        return  # the local provider runs in our own worker; its health is the worker's
     ProviderOutcome.objects.create(provider=provider, model=model, ok=ok, transient=transient,
                                    error_code=error_code[:40], latency_ms=max(0, int(latency_ms)))
+    if provider == "local":
+        return  # runs in our own worker: no circuit to open; its health is the worker's
     if ok:
         cache.delete_many([_failures_key(provider), _open_key(provider)])
         return
@@ -88,3 +88,12 @@ def outcomes_prune(*, older_than: timedelta = timedelta(days=30)) -> int:
     return deleted
 
 
+
+
+def typical_seconds(model_ids: list[str], *, window: timedelta = timedelta(days=7)) -> dict[str, float]:
+    """Average successful run time per model over the window, for "how long will this take" hints.
+    One query; models with no recent runs are absent."""
+    since = timezone.now() - window
+    rows = (ProviderOutcome.objects.filter(created_at__gte=since, ok=True, model__in=model_ids)
+            .values("model").annotate(latency=Avg("latency_ms")))
+    return {row["model"]: float(row["latency"]) / 1000 for row in rows}

@@ -40,11 +40,14 @@ class ModelGroup:
     models: list[Any] = field(default_factory=list)
 
 
-def annotate_availability(models: Iterable[Any], access: dict[str, Any]) -> None:
-    """Mark each model with whether this user can run it, whose key pays, and why not."""
+def annotate_availability(models: Iterable[Any], access: dict[str, Any], speed: dict[str, float] | None = None) -> None:
+    """Mark each model with whether this user can run it, whose key pays, why not, and how long it
+    typically takes (from recent runs, when there are any)."""
     for model in models:
         entry = access[model.provider]
         model.available, model.key_source, model.unavailable_reason = entry.available, entry.key_source, entry.reason
+        seconds = (speed or {}).get(model.id)
+        model.speed_label = "" if seconds is None else (f"~{seconds:.0f} s" if seconds >= 1 else "<1 s")
 
 
 def model_groups(models: Iterable[Any]) -> list[ModelGroup]:

@@ -21,6 +21,7 @@ from assets.services import asset_create
 from billing.services import InsufficientCredits, credits_summary
 from config.errors import InvalidRequest, ServiceError
 from generations.credentials import availability_for
+from generations.health import typical_seconds
 from generations.models import Generation
 from generations.pricing import credits_display
 from generations.selectors import generation_get_for_user, generation_recent_for_project, model_get, model_list
@@ -91,7 +92,8 @@ def _panel_context(request: HttpRequest, project: Project, *, models: list[Any],
                    prefill_inputs: dict[str, Any] | None = None, prefill_asset: Any = None,
                    errors: dict[str, list[str]] | None = None, message: str = "", level: str = "error",
                    summary: Any = None) -> dict[str, Any]:
-    annotate_availability(models, availability_for(request.user, {m.provider for m in models}))
+    annotate_availability(models, availability_for(request.user, {m.provider for m in models}),
+                          typical_seconds([m.id for m in models]))
     model = next((m for m in models if m.id == model_id), None) or default_model(models)
     ctx: dict[str, Any] = {"project": project, "model_groups": model_groups(models), "model": model,
                            "fields": [], "panel_message": message, "panel_level": level}

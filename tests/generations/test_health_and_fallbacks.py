@@ -150,3 +150,12 @@ def test_fallbacks_must_be_known_models_of_the_same_operation(owner: Any, projec
         generation_create(user=owner, project_id=project.pk, model_id="alpha/img", inputs={"prompt": "x"},
                           fallback_models=["nobody/nothing"])
     assert not Generation.objects.exists()
+
+
+def test_the_model_picker_shows_typical_run_time_from_recent_runs(client: Any, owner: Any, project: Any,
+                                                                   catalog: None) -> None:
+    for ms in (1800, 2200):
+        record_outcome(provider="local", model="local/sketch", ok=True, latency_ms=ms)
+    client.force_login(owner)
+    page = client.get(f"/p/{project.pk}/").content.decode()
+    assert "Offline sketch · local · $0.01 per image · ~2 s" in page
