@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import email.utils
 import hashlib
 import json
 import logging
@@ -51,6 +50,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.conf import settings
 from django.core.cache import cache
 
+from generations.providers._sync import retry_after_seconds
 from generations.providers.base import (
     AssetInput,
     CatalogModel,
@@ -211,20 +211,6 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 def detail_message(detail: Any) -> str:
     """fal's `detail`: a string (request errors) or a list of {loc, msg, type} (model errors,
     https://docs.fal.ai/errors), turned into one readable sentence."""
@@ -262,7 +248,7 @@ def error_from_http(exc: fal_client.FalClientHTTPError) -> ProviderError:
         return ProviderError(f"fal.ai rejected the API key: {message}", code="invalid_key")
     if status == 429:
         return ProviderError(message, code="rate_limited", retryable=True,
-                             retry_after=_retry_after(_header(headers, "retry-after")))
+                             retry_after=retry_after_seconds(httpx.Headers(headers)))
     if "content_policy_violation" in types or error_type == "content_policy_violation":
         return ProviderError(message, code="content_policy")
     if status == 408 or status >= 500:
@@ -275,7 +261,7 @@ def error_from_http(exc: fal_client.FalClientHTTPError) -> ProviderError:
     if flag in ("true", "false"):
         retryable = flag == "true"
     return ProviderError(message, code=code, retryable=retryable,
-                         retry_after=_retry_after(_header(headers, "retry-after")) if retryable else None)
+                         retry_after=retry_after_seconds(httpx.Headers(headers)) if retryable else None)
 
 
 def error_from_exception(exc: Exception) -> ProviderError:
