@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from accounts.models import ApiToken, User
+from accounts.models import ApiToken, ProviderKey, User
 
 
 @admin.register(User)
@@ -33,3 +33,23 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):  # type: ignore[no-untyped-def]
         return False  # tokens are created by their owner, who sees them once
+
+
+@admin.register(ProviderKey)
+class ProviderKeyAdmin(admin.ModelAdmin):
+    """Moderators see which users bring their own keys, and can remove one; never the key itself
+    (the ciphertext and nonce are not even shown)."""
+
+    list_display = ["user", "provider", "last4", "key_id", "verified_at", "updated_at"]
+    list_filter = ["provider", "key_id"]
+    list_select_related = ["user"]
+    search_fields = ["user__email"]
+    fields = ["user", "provider", "last4", "key_id", "verified_at", "created_at", "updated_at"]
+    readonly_fields = fields
+    show_full_result_count = False
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False  # keys are saved by their owner, after the provider accepts them
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False

@@ -158,3 +158,16 @@ def test_a_job_submitted_on_the_users_key_fails_cleanly_if_the_key_is_removed(
     assert (generation.status, generation.error_code) == (Status.FAILED, "no_key")
     assert not [r for r in openai_fake.requests if r["path"].endswith("/chat/completions")]  # not on the platform's bill
     assert Generation.objects.get(pk=generation.pk).credits_charged == 0
+
+
+def test_the_admin_lists_keys_by_their_last_four_characters_only(client: Any, owner: Any,
+                                                                  openai_fake: FakeServer) -> None:
+    from accounts.models import User
+
+    provider_key_save(user=owner, provider="openai", api_key="sk-user-own-key-1234")
+    client.force_login(User.objects.create_superuser(email="admin@example.com", password="x" * 12))
+    page = client.get("/admin/accounts/providerkey/").content.decode()
+    assert "1234" in page and "sk-user-own-key" not in page
+    row = ProviderKey.objects.get(user=owner)
+    detail = client.get(f"/admin/accounts/providerkey/{row.pk}/change/").content.decode()
+    assert "sk-user-own-key" not in detail and "ciphertext" not in detail.lower()
