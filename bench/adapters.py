@@ -122,9 +122,13 @@ def report(name: str, direct: list[float], adapter: list[float]) -> str:
 
 
 def main() -> None:
+    import logging
+
     import django
 
     django.setup()
+    for noisy in ("httpx", "httpx2", "httpcore"):  # a line per request would drown the table
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     n = int(os.environ.get("BENCH_ADAPTER_N", "200"))
     print(f"\nadapter layer overhead per call (n={n}, loopback fakes)")
     for bench in (bench_openai, bench_replicate):

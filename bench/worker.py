@@ -44,6 +44,8 @@ def configure() -> None:
     from generations.providers.registry import PROVIDERS
 
     PROVIDERS["bench"] = "bench.instant.InstantProvider"
+    # A platform key for it, as a real provider would have, so its model is available to the bench user.
+    settings.PROVIDER_KEYS["bench"] = "bench-platform-key"
     if uses_filesystem_broker():
         results = Path(settings.VAR_DIR) / "results"
         results.mkdir(parents=True, exist_ok=True)
