@@ -56,16 +56,17 @@ def provider_key_save(*, user: User, provider: str, api_key: str, verify: bool =
         raise InvalidRequest(f"Unknown provider {provider!r}.", fields={"provider": ["Unknown provider."]})
     if len(api_key) < 8 or any(c.isspace() for c in api_key):
         raise InvalidRequest("That does not look like an API key.", fields={"api_key": ["That does not look like an API key."]})
+    label = PROVIDER_LABELS.get(provider, provider)
     if verify:
         adapter = get_provider(provider)
         try:
             adapter.check_credentials({"api_key": api_key})
         except ProviderError as exc:
             if exc.retryable:
-                raise InvalidRequest(f"{provider} could not be reached to check the key ({exc.message}); try again.",
+                raise InvalidRequest(f"{label} could not be reached to check the key ({exc.message}); try again.",
                                      code="provider_unreachable", fields={"api_key": [exc.message]})
-            raise InvalidRequest(f"{provider} rejected this key: {exc.message}", code="invalid_key",
-                                 fields={"api_key": [f"{provider} rejected this key: {exc.message}"]})
+            raise InvalidRequest(f"{label} rejected this key: {exc.message}", code="invalid_key",
+                                 fields={"api_key": [f"{label} rejected this key: {exc.message}"]})
     sealed = seal(api_key, user_id=user.pk, provider=provider)
     row, _ = ProviderKey.objects.update_or_create(
         user=user, provider=provider,

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from django.conf import settings
 
 from accounts.models import ProviderKey
+from accounts.services import PROVIDER_LABELS
 
 KeySource = Literal["user", "platform", "none"]
 
@@ -33,8 +34,9 @@ def availability_for(user: Any, providers: set[str]) -> dict[str, Availability]:
         elif settings.PROVIDER_KEYS.get(provider):
             result[provider] = Availability(True, "platform")
         else:
-            result[provider] = Availability(False, "none", f"No {provider} key: add your own {provider} key on the "
-                                                           "account page to use this model.")
+            label = PROVIDER_LABELS.get(provider, provider)
+            result[provider] = Availability(False, "none", f"No {label} key is set up: add your own {label} key "
+                                                           "on the account page to use this model.")
     return result
 
 

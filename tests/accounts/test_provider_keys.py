@@ -55,7 +55,7 @@ def test_a_sealed_key_opens_only_for_its_own_user_and_provider(settings: Any) ->
 def test_saving_checks_the_key_with_the_provider_and_refuses_a_rejected_one(owner: Any, openai_fake: FakeServer) -> None:
     with pytest.raises(InvalidRequest) as refused:
         provider_key_save(user=owner, provider="openai", api_key="sk-wrong-key-0000")
-    assert refused.value.code == "invalid_key" and "openai rejected this key" in refused.value.message
+    assert refused.value.code == "invalid_key" and "OpenAI rejected this key" in refused.value.message
     assert not ProviderKey.objects.exists()
     row = provider_key_save(user=owner, provider="openai", api_key="sk-user-own-key-1234")
     assert row.last4 == "1234" and row.verified_at is not None
