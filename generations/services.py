@@ -16,6 +16,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from billing.hooks import usage_record
 from billing.services import credits_hold, hold_release, hold_settle
 from config.errors import Conflict, InvalidRequest
 from generations import pricing
@@ -199,6 +200,8 @@ def _finish_without_charge(generation: Generation, *, status: str, code: str = "
         done = Generation.objects.filter(pk=generation.pk, status=Status.RUNNING).update(**changes)
         if done:
             hold_release(reference=generation.hold_reference)
+            if status == Status.FAILED:
+                usage_record(generation=generation, succeeded=False, credits=0, provider_cost_usd=None)
     if done and logs is None:
         _append_log(generation.pk, line)
     return bool(done)
@@ -511,6 +514,7 @@ def _succeed(run: _Run, status: ProviderStatus, prepared: list[tuple[Any, Any, i
             charged = hold_settle(reference=generation.hold_reference, amount=credits,
                                   memo=f"{generation.model_id} generation {generation.pk}")
             run.log(f"Succeeded: {len(stored)} output(s); charged {pricing.credits_display(charged)}.")
+            usage_record(generation=generation, succeeded=True, credits=charged, provider_cost_usd=cost)
             Generation.objects.filter(pk=generation.pk).update(
                 status=Status.SUCCEEDED, progress=100, finished_at=timezone.now(), credits_charged=charged,
                 provider_cost_usd=cost, queue_position=None, logs=run.logs)

@@ -1,0 +1,32 @@
+"""What billing does when a generation moves: called by generations.services inside the same
+transactions as the ledger hold, settle and release."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from billing.models import UsageDaily
+
+
+def usage_record(*, generation: Any, succeeded: bool, credits: int, provider_cost_usd: Decimal | None) -> None:
+    """Count a finished generation (succeeded or failed; canceled ones are not usage) in its day's
+    rollup row: an atomic increment, so concurrent workers never lose a count."""
+    key = {"day": timezone.localdate(), "user_id": generation.user_id, "project_id": generation.project_id,
+           "model": generation.model_id}
+    changes = {"generations": F("generations") + 1, "succeeded": F("succeeded") + int(succeeded),
+               "failed": F("failed") + int(not succeeded), "credits": F("credits") + credits,
+               "provider_cost_usd": F("provider_cost_usd") + (provider_cost_usd or Decimal(0))}
+    if UsageDaily.objects.filter(**key).update(**changes):
+        return
+    try:
+        with transaction.atomic():
+            UsageDaily.objects.create(**key, provider=generation.provider, generations=1, succeeded=int(succeeded),
+                                      failed=int(not succeeded), credits=credits,
+                                      provider_cost_usd=provider_cost_usd or Decimal(0))
+    except IntegrityError:  # another worker created today's row first
+        UsageDaily.objects.filter(**key).update(**changes)

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from billing.models import UsageDaily
+from generations import services
+from generations.models import Generation
+from generations.services import generation_create, generation_run
+
+pytestmark = pytest.mark.django_db
+
+
+def test_finished_generations_are_counted_in_the_daily_rollup(owner: Any, project: Any, catalog: None,
+                                                               settings: Any) -> None:
+    settings.GENERATION_POLL_INTERVAL = 0.01
+    for prompt in ("one", "two"):
+        generation = generation_create(user=owner, project_id=project.pk, model_id="local/sketch",
+                                       inputs={"prompt": prompt, "width": 256, "height": 256, "steps": 1})
+        generation_run(generation.pk)
+    failing = generation_create(user=owner, project_id=project.pk, model_id="local/sketch", inputs={"prompt": "x"})
+    Generation.objects.filter(pk=failing.pk).update(status="running")
+    services.generation_fail(generation_id=failing.pk, code="internal_error", message="boom")
+    canceled = generation_create(user=owner, project_id=project.pk, model_id="local/sketch", inputs={"prompt": "y"})
+    services.generation_cancel(user=owner, generation_id=canceled.pk)
+    row = UsageDaily.objects.get(user=owner, project=project, model="local/sketch")
+    assert (row.generations, row.succeeded, row.failed, row.credits, row.provider) == (3, 2, 1, 2, "local")
