@@ -346,6 +346,13 @@ OUTPUT_FETCH_MAX_REDIRECTS = env_int("OUTPUT_FETCH_MAX_REDIRECTS", 3)
 # Loopback/private "host:port" pairs that may be fetched anyway. Only for the test fakes; empty in use.
 OUTPUT_FETCH_PRIVATE_ALLOWLIST: list[str] = []
 
+# --- Payments --------------------------------------------------------------------------------------------
+# Stripe is off (no Buy credits) until a secret key is set. STRIPE_API_BASE points the SDK at a local
+# fake in tests, or a proxy.
+STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
+STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
+STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")
+
 # --- Security in production ----------------------------------------------------------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
