@@ -22,6 +22,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    path("", include("billing.urls")),  # before the generic provider webhook: /webhooks/stripe is ours
     path("webhooks/<str:provider>", provider_webhook, name="provider-webhook"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from studio import views
+from studio.views import credits as credits_views
 
 app_name = "studio"
 urlpatterns = [
@@ -15,6 +16,9 @@ urlpatterns = [
     path("g/<uuid:generation_id>/", views.generation_page, name="generation"),
     path("g/<uuid:generation_id>/cancel", views.generation_cancel_view, name="generation-cancel"),
     path("account/", views.account_page, name="account"),
+    path("credits/", credits_views.credits_page, name="credits"),
+    path("credits/checkout", credits_views.credits_checkout, name="credits-checkout"),
+    path("credits/success", credits_views.credits_success, name="credits-success"),
     path("account/tokens", views.token_create, name="token-create"),
     path("account/tokens/<str:token_key>/revoke", views.token_revoke, name="token-revoke"),
     path("account/keys/<str:provider>", views.provider_key_save_view, name="provider-key-save"),
