@@ -92,6 +92,3 @@ class WalletFlagAdmin(ReadOnlyAdmin):
         # ReadOnlyAdmin forbids changes; resolving is the one action operators need here.
         actions = super().get_actions(request)
         return {k: v for k, v in actions.items() if k == "resolve"}
-
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return request.user.is_superuser if obj is None else False

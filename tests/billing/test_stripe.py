@@ -570,3 +570,19 @@ def test_concurrent_deliveries_of_the_same_events_credit_and_claw_back_exactly_o
     assert credits_summary(user=buyer).balance == 200
     assert StripeEvent.objects.count() == 4
     assert_ledger_sound()
+
+
+def test_operators_resolve_a_wallet_flag_in_the_admin(client: Any, owner: Any) -> None:
+    from accounts.models import User
+    from billing.models import LedgerAccount, WalletFlag
+    from billing.services import system_account
+
+    wallet = LedgerAccount.objects.get(user=owner)
+    flag = WalletFlag.objects.create(account=wallet, reason="refund exceeded balance", amount=-40, reference="ch_1")
+    admin = User.objects.create_superuser(email="ops@example.com", password="x" * 12)
+    client.force_login(admin)
+    assert client.get("/admin/billing/walletflag/").status_code == 200
+    client.post("/admin/billing/walletflag/", {"action": "resolve", "_selected_action": [flag.pk]})
+    flag.refresh_from_db()
+    assert flag.resolved_at is not None and flag.resolved_by == admin
+    assert system_account("stripe", "stripe")  # the clearing account exists for the reconciliation
