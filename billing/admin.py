@@ -92,3 +92,6 @@ class WalletFlagAdmin(ReadOnlyAdmin):
         # ReadOnlyAdmin forbids changes; resolving is the one action operators need here.
         actions = super().get_actions(request)
         return {k: v for k, v in actions.items() if k == "resolve"}
+
+
+import billing.admin_plans  # noqa: E402, F401  (plans, budgets, alerts, notifications)

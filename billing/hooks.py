@@ -10,7 +10,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from billing.budgets import BudgetExceeded, budget_hold, budget_release, budget_resize, budget_settle
 from billing.models import UsageDaily
+
+# Budgets move with the hold: budget_hold in the submit's transaction (may raise BudgetExceeded),
+# budget_settle next to hold_settle, budget_release next to hold_release, budget_resize next to
+# hold_resize. See billing/budgets.py.
+__all__ = ["BudgetExceeded", "budget_hold", "budget_release", "budget_resize", "budget_settle", "usage_record"]
 
 
 def usage_record(*, generation: Any, succeeded: bool, credits: int, provider_cost_usd: Decimal | None) -> None:

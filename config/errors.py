@@ -13,7 +13,6 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
 
 
 class ServiceError(Exception):
@@ -60,6 +59,10 @@ def _first_message(detail: Any) -> str:
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    # Imported here: rest_framework.views reads the throttle settings at import, and the throttle
+    # (billing.limits) raises errors defined in this module.
+    from rest_framework.views import exception_handler
+
     from billing.services import InsufficientCredits
 
     if isinstance(exc, ServiceError):

@@ -138,6 +138,10 @@ class Generation(models.Model):
     # `model` and `provider` are the ones that actually served the job.
     fallbacks_used = models.JSONField(default=list, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    # The BudgetUsage rows (one per budget and period) this job's hold is counted in, written with the
+    # hold: settle and release adjust exactly these, even if a budget is created, removed or re-created
+    # while the job runs, or the month turns.
+    budget_usage_ids = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)

@@ -29,8 +29,11 @@ class Estimate:
     credits: int
 
 
-def usd_to_credits(cost_usd: Decimal) -> int:
-    credits = (cost_usd * settings.CREDITS_PER_USD).to_integral_value(rounding=ROUND_CEILING)
+def usd_to_credits(cost_usd: Decimal, credits_per_usd: int | None = None) -> int:
+    """`credits_per_usd` is the user's plan rate (billing.limits.credits_per_usd_for); without one,
+    the platform default."""
+    rate = settings.CREDITS_PER_USD if credits_per_usd is None else credits_per_usd
+    credits = (cost_usd * rate).to_integral_value(rounding=ROUND_CEILING)
     return max(0, int(credits))
 
 
@@ -55,16 +58,18 @@ def quantity(spec: Mapping[str, Any], inputs: Mapping[str, Any], assets: Mapping
     return units
 
 
-def estimate(card: Any, inputs: Mapping[str, Any], assets: Mapping[str, Any] | None = None) -> Estimate:
+def estimate(card: Any, inputs: Mapping[str, Any], assets: Mapping[str, Any] | None = None, *,
+             credits_per_usd: int | None = None) -> Estimate:
     if card is None:
         return Estimate(units=Decimal(0), cost_usd=Decimal(0), credits=0)
     units = quantity(card.quantity or {}, inputs, assets or {})
     cost = (units * card.usd_per_unit).quantize(Decimal("0.000001"), rounding=ROUND_CEILING)
-    return Estimate(units=units, cost_usd=cost, credits=usd_to_credits(cost))
+    return Estimate(units=units, cost_usd=cost, credits=usd_to_credits(cost, credits_per_usd))
 
 
 def actual(card: Any, estimated: Estimate, *, usage: Mapping[str, Any], provider_cost_usd: Decimal | None,
-           requested_outputs: int, delivered_outputs: int) -> tuple[Decimal, int]:
+           requested_outputs: int, delivered_outputs: int,
+           credits_per_usd: int | None = None) -> tuple[Decimal, int]:
     """What a finished job costs: the provider's reported cost when it gives one, else the card
     applied to what was delivered (3 of 4 images is charged as 3)."""
     if provider_cost_usd is not None:
@@ -76,7 +81,7 @@ def actual(card: Any, estimated: Estimate, *, usage: Mapping[str, Any], provider
         if requested_outputs > 0 and delivered_outputs < requested_outputs:
             cost = cost * Decimal(delivered_outputs) / Decimal(requested_outputs)
     cost = cost.quantize(Decimal("0.000001"), rounding=ROUND_CEILING)
-    return cost, usd_to_credits(cost)
+    return cost, usd_to_credits(cost, credits_per_usd)
 
 
 def byo_fee(credits: int) -> int:

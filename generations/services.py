@@ -16,7 +16,8 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from billing.hooks import usage_record
+from billing.hooks import budget_hold, budget_release, budget_settle, usage_record
+from billing.limits import credits_per_usd_for, rate_limit_check
 from billing.services import credits_hold, hold_release, hold_settle
 from config.errors import Conflict, InvalidRequest
 from generations import pricing
@@ -61,13 +62,19 @@ def generation_estimate(*, user: Any, model_id: str, inputs: Any) -> tuple[AIMod
         raise InvalidRequest(f"Unknown model {model_id!r}. GET /api/v1/models lists the catalog.",
                              code="unknown_model", fields={"model": ["Unknown or inactive model."]})
     filled, assets = validate_inputs(schema=model.input_schema, inputs=inputs, user=user)
-    return model, filled, pricing.estimate(model.current_price, filled, assets)
+    return model, filled, pricing.estimate(model.current_price, filled, assets,
+                                           credits_per_usd=credits_per_usd_for(user_id=user.pk))
 
 
 def generation_create(*, user: Any, project_id: Any, model_id: str, inputs: Any,
-                      fallback_models: list[str] | None = None) -> Generation:
-    """Access check → validate → estimate → hold credits (wallet row locked) → queued row → enqueue
-    after commit. Raises Http404, InvalidRequest or InsufficientCredits, having changed nothing."""
+                      fallback_models: list[str] | None = None, rate_limit: bool = False) -> Generation:
+    """Access check → validate → estimate (at the user's plan rate) → rate limit → hold credits (wallet
+    row locked) and count them against budgets (budget rows locked) → queued row → enqueue after commit.
+    Raises Http404, InvalidRequest, RateLimited, InsufficientCredits or BudgetExceeded, having changed
+    nothing (a refused attempt still counts against the rate limit).
+
+    `rate_limit=True` counts the submit against the plan's generations per hour: the web app passes it;
+    the API counts submits in its throttle (billing.limits.PlanRateThrottle) instead, before the view."""
     project = project_get_for_user(user, project_id, write=True)
     if project.archived:
         raise Conflict("This project is archived; unarchive it to generate in it.", code="project_archived")
@@ -78,6 +85,8 @@ def generation_create(*, user: Any, project_id: Any, model_id: str, inputs: Any,
     credits = pricing.byo_fee(estimate.credits) if access.key_source == "user" else estimate.credits
     fallbacks = _clean_fallbacks(model, project.fallback_models if fallback_models is None else fallback_models)
     key_note = " on your own key" if access.key_source == "user" else ""
+    if rate_limit:
+        rate_limit_check(user=user, group="generations")
     now = timezone.now()
     with transaction.atomic():
         generation = Generation(
@@ -89,6 +98,7 @@ def generation_create(*, user: Any, project_id: Any, model_id: str, inputs: Any,
                    f"{pricing.credits_display(credits)} (provider cost ${estimate.cost_usd:.4f})."}],
         )
         credits_hold(user=user, amount=credits, reference=generation.hold_reference)
+        generation.budget_usage_ids = budget_hold(generation=generation, credits=credits)
         generation.save(force_insert=True)
         generation_id = str(generation.pk)
         transaction.on_commit(lambda: _dispatch(generation_id))
@@ -123,6 +133,7 @@ def generation_cancel(*, user: Any, generation_id: Any) -> Generation:
         if Generation.objects.filter(pk=generation.pk, status=Status.QUEUED).update(
                 status=Status.CANCELED, finished_at=timezone.now(), cancel_requested=True, queue_position=None):
             hold_release(reference=generation.hold_reference)
+            budget_release(generation=generation)
             _append_log(generation.pk, "Canceled before it started; nothing was charged.")
             generation.refresh_from_db()
             return generation
@@ -200,6 +211,7 @@ def _finish_without_charge(generation: Generation, *, status: str, code: str = "
         done = Generation.objects.filter(pk=generation.pk, status=Status.RUNNING).update(**changes)
         if done:
             hold_release(reference=generation.hold_reference)
+            budget_release(generation=generation)
             if status == Status.FAILED:
                 usage_record(generation=generation, succeeded=False, credits=0, provider_cost_usd=None)
     if done and logs is None:
@@ -431,6 +443,7 @@ def _switch_to_fallback(run: _Run, *, reason: str) -> bool:
     """Move a transiently failing job to its next fallback model that is active, healthy, runnable by
     this user, accepts the job's inputs, and that the user can pay for (its hold is resized first).
     Re-queues the job on the new model and returns True; False when no fallback fits."""
+    from billing.hooks import BudgetExceeded, budget_resize
     from billing.services import InsufficientCredits, hold_resize
 
     generation = run.generation
@@ -451,12 +464,22 @@ def _switch_to_fallback(run: _Run, *, reason: str) -> bool:
         except InvalidRequest:
             run.log(f"Fallback {model.id} does not take this job's inputs; skipped.")
             continue
-        estimate = pricing.estimate(model.current_price, filled, assets)
+        estimate = pricing.estimate(model.current_price, filled, assets,
+                                    credits_per_usd=credits_per_usd_for(user_id=generation.user_id))
         credits = pricing.byo_fee(estimate.credits) if access.key_source == "user" else estimate.credits
         try:
-            hold_resize(reference=generation.hold_reference, amount=credits)
+            # One transaction: the wallet's hold, the budgets' share and the row's credits_held (which a
+            # release reads) change together or not at all.
+            with transaction.atomic():
+                hold_resize(reference=generation.hold_reference, amount=credits)
+                budget_usage_ids = budget_resize(generation=generation, credits=credits)
+                Generation.objects.filter(pk=generation.pk).update(credits_held=credits,
+                                                                   budget_usage_ids=budget_usage_ids)
         except InsufficientCredits:
             run.log(f"Fallback {model.id} would need {credits} credits, more than are available; skipped.")
+            continue
+        except BudgetExceeded as exc:
+            run.log(f"Fallback {model.id} skipped: {exc.message}")
             continue
         run.log(f"{generation.model_id} failed ({reason}); switching to fallback {model.id} "
                 f"({pricing.credits_display(credits)} held).")
@@ -508,11 +531,13 @@ def _succeed(run: _Run, status: ProviderStatus, prepared: list[tuple[Any, Any, i
                                          credits=generation.credits_estimated)
             cost, credits = pricing.actual(generation.price_card, estimated, usage=status.usage,
                                            provider_cost_usd=status.cost_usd, requested_outputs=requested,
-                                           delivered_outputs=len(stored))
+                                           delivered_outputs=len(stored),
+                                           credits_per_usd=credits_per_usd_for(user_id=generation.user_id))
             if generation.key_source == "user":
                 credits = pricing.byo_fee(credits)
             charged = hold_settle(reference=generation.hold_reference, amount=credits,
                                   memo=f"{generation.model_id} generation {generation.pk}")
+            budget_settle(generation=generation, charged=charged)
             run.log(f"Succeeded: {len(stored)} output(s); charged {pricing.credits_display(charged)}.")
             usage_record(generation=generation, succeeded=True, credits=charged, provider_cost_usd=cost)
             Generation.objects.filter(pk=generation.pk).update(

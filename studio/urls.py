@@ -1,6 +1,7 @@
 from django.urls import path
 
 from studio import views
+from studio.views import budgets as budget_views
 from studio.views import credits as credits_views
 
 app_name = "studio"
@@ -16,6 +17,10 @@ urlpatterns = [
     path("g/<uuid:generation_id>/", views.generation_page, name="generation"),
     path("g/<uuid:generation_id>/cancel", views.generation_cancel_view, name="generation-cancel"),
     path("account/", views.account_page, name="account"),
+    path("p/<uuid:project_id>/budget", budget_views.project_budget_view, name="project-budget"),
+    path("account/budget", budget_views.account_budget_view, name="account-budget"),
+    path("notifications/<int:notification_id>/read", budget_views.notification_read_view, name="notification-read"),
+    path("notifications/read", budget_views.notifications_read_all_view, name="notifications-read-all"),
     path("credits/", credits_views.credits_page, name="credits"),
     path("credits/checkout", credits_views.credits_checkout, name="credits-checkout"),
     path("credits/success", credits_views.credits_success, name="credits-success"),

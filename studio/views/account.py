@@ -20,6 +20,7 @@ from accounts.services import (
 )
 from config.errors import ServiceError
 from studio.forms import TokenForm
+from studio.views.budgets import budget_card_context, notifications_context
 
 TEMPLATE = "studio/account.html"
 
@@ -36,7 +37,8 @@ def _provider_rows(user: Any, errors: dict[str, str] | None = None) -> list[dict
 def _context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
     tokens = list(api_token_list_for_user(request.user))
     return {"tokens": tokens, "token_form": extra.pop("token_form", None) or TokenForm(),
-            "provider_rows": _provider_rows(request.user, extra.pop("key_errors", None)), **extra}
+            "provider_rows": _provider_rows(request.user, extra.pop("key_errors", None)),
+            **budget_card_context(request.user), **notifications_context(request.user), **extra}
 
 
 @login_required

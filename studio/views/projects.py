@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 from assets.inspection import RefusedFile
 from assets.selectors import asset_get_for_user, asset_list_for_user
 from assets.services import asset_create
+from billing.limits import RateLimited, rate_limit_check
 from billing.services import InsufficientCredits, credits_summary
 from config.errors import InvalidRequest, ServiceError
 from generations.credentials import availability_for
@@ -31,6 +32,7 @@ from projects.selectors import project_get_for_user
 from projects.services import project_delete, project_update
 from studio.forms import ProjectEditForm, UploadForm, add_service_errors
 from studio.schema_form import form_fields, initial_values, inputs_from_post
+from studio.views.budgets import budget_card_context
 from studio.views.display import (
     KIND_ICONS,
     annotate_availability,
@@ -139,6 +141,7 @@ def _render_page(request: HttpRequest, project: Project, *, edit_form: ProjectEd
         **_panel_context(request, project, models=models, assets=assets, summary=summary, **panel),
         **jobs_ctx,
         **_assets_context(project, assets),
+        **budget_card_context(user, project=project),
         "credits": summary,  # the header reads this instead of querying again
         "edit_form": edit_form or ProjectEditForm(initial={"name": project.name, "description": project.description,
                                                            "archived": project.archived}),
@@ -259,7 +262,8 @@ def generate(request: HttpRequest, project_id: uuid.UUID) -> HttpResponse:
             panel.update(errors=errors, message="Some inputs need fixing.")
         else:
             try:
-                generation = generation_create(user=user, project_id=project.pk, model_id=model.id, inputs=inputs)
+                generation = generation_create(user=user, project_id=project.pk, model_id=model.id, inputs=inputs,
+                                               rate_limit=True)
             except InvalidRequest as exc:
                 panel.update(errors=exc.fields, message=exc.message if not exc.fields else "Some inputs need fixing.")
             except InsufficientCredits as exc:
@@ -301,6 +305,11 @@ def asset_upload(request: HttpRequest, project_id: uuid.UUID) -> HttpResponse:
     if not uploads:
         errors.append("Choose a file to upload.")
     for upload in uploads:
+        try:
+            rate_limit_check(user=request.user, group="uploads")
+        except RateLimited as exc:
+            errors.append(exc.message)
+            break
         try:
             asset_create(project=project, fh=upload, name=upload.name or "upload", size=upload.size)
         except RefusedFile as exc:
