@@ -82,6 +82,7 @@ test-postgres: install
 bench: install
 	$(PY) bench/run.py
 	STUDIO_VAR_DIR=var/bench/adapters $(PY) bench/adapters.py
+	$(PY) bench/ledger.py
 
 schema: install
 	$(PY) manage.py spectacular --validate --fail-on-warn --file docs/openapi.yaml

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from billing.admin_ops import LedgerOpsAdminMixin
 from billing.models import CheckoutSession, Entry, Hold, LedgerAccount, StripeEvent, Transaction, WalletFlag
 
 
@@ -30,7 +31,10 @@ class EntryInline(admin.TabularInline):
 
 
 @admin.register(LedgerAccount)
-class LedgerAccountAdmin(ReadOnlyAdmin):
+class LedgerAccountAdmin(LedgerOpsAdminMixin, ReadOnlyAdmin):
+    """Wallets and system accounts; grants and corrections (as postings) and the revenue report hang
+    off this list (billing.admin_ops)."""
+
     list_display = ["__str__", "kind", "balance", "held", "created_at"]
     list_filter = ["kind"]
     list_select_related = ["user"]

@@ -247,6 +247,7 @@ ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
 STARTER_CREDITS = env_int("STARTER_CREDITS", 500)
+REFERRAL_BONUS_CREDITS = env_int("REFERRAL_BONUS_CREDITS", 100)  # to each of the two users, once
 
 EMAIL_BACKEND = os.environ.get(
     "EMAIL_BACKEND",

@@ -20,6 +20,7 @@ urlpatterns = [
     path("api/v1/me", MeView.as_view(), name="me"),
     path("api/v1/", include(router.urls)),
     path("api/v1/", include("billing.budget_urls")),
+    path("api/v1/", include("billing.usage_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),

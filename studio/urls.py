@@ -3,6 +3,7 @@ from django.urls import path
 from studio import views
 from studio.views import budgets as budget_views
 from studio.views import credits as credits_views
+from studio.views.usage import usage_page
 
 app_name = "studio"
 urlpatterns = [
@@ -21,6 +22,7 @@ urlpatterns = [
     path("account/budget", budget_views.account_budget_view, name="account-budget"),
     path("notifications/<int:notification_id>/read", budget_views.notification_read_view, name="notification-read"),
     path("notifications/read", budget_views.notifications_read_all_view, name="notifications-read-all"),
+    path("usage/", usage_page, name="usage"),
     path("credits/", credits_views.credits_page, name="credits"),
     path("credits/checkout", credits_views.credits_checkout, name="credits-checkout"),
     path("credits/success", credits_views.credits_success, name="credits-success"),

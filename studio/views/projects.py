@@ -20,6 +20,7 @@ from assets.selectors import asset_get_for_user, asset_list_for_user
 from assets.services import asset_create
 from billing.limits import RateLimited, rate_limit_check
 from billing.services import InsufficientCredits, credits_summary
+from billing.usage import project_cost_total
 from config.errors import InvalidRequest, ServiceError
 from generations.credentials import availability_for
 from generations.health import typical_seconds
@@ -142,6 +143,7 @@ def _render_page(request: HttpRequest, project: Project, *, edit_form: ProjectEd
         **jobs_ctx,
         **_assets_context(project, assets),
         **budget_card_context(user, project=project),
+        "cost": project_cost_total(project),
         "credits": summary,  # the header reads this instead of querying again
         "edit_form": edit_form or ProjectEditForm(initial={"name": project.name, "description": project.description,
                                                            "archived": project.archived}),

@@ -451,12 +451,13 @@ def test_the_project_page_query_count_is_bounded(signed_in: Any, owner: Any, pro
             queue_sketch(owner, project, prompt=f"job {i}")
 
     add_content(2)
-    # 14: session and user, credits, project, models with prices, the user's provider keys (model
-    # availability), recent run times (speed hints), assets, jobs with outputs, the estimate.
-    with django_assert_max_num_queries(14) as few:
+    # Session and user, credits, project, models with prices, the user's provider keys (model
+    # availability), recent run times (speed hints), assets, jobs with outputs, the estimate, the
+    # budget card, the running cost total.
+    with django_assert_max_num_queries(18) as few:
         signed_in.get(project_url(project))
     add_content(6)
-    with django_assert_max_num_queries(14) as many:
+    with django_assert_max_num_queries(18) as many:
         response = signed_in.get(project_url(project))
     assert len(many.captured_queries) == len(few.captured_queries)
     assert response.text.count('class="job"') == 8 and response.text.count('class="asset-tile"') == 8

@@ -1,0 +1,127 @@
+"""Referral codes: both users get a one-time bonus, posted once however often the code is redeemed."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from accounts.services import user_create
+from billing.models import Entry, Referral, Transaction
+from billing.referrals import referral_code_get_or_create, referral_redeem
+from billing.selectors import unbalanced_transactions, wallet_drift
+from billing.services import credits_summary
+from config.errors import Conflict, InvalidRequest
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _bonus(settings: Any) -> None:
+    settings.REFERRAL_BONUS_CREDITS = 100
+
+
+def test_each_user_has_one_stable_readable_code(owner: Any) -> None:
+    code = referral_code_get_or_create(user=owner).code
+    assert referral_code_get_or_create(user=owner).code == code
+    assert len(code) == 8 and not set(code) & set("0O1IL")
+
+
+def test_redeeming_a_code_gives_both_users_the_bonus_from_the_referral_account(owner: Any, outsider: Any) -> None:
+    code = referral_code_get_or_create(user=owner).code
+    referral = referral_redeem(user=outsider, code=code.lower())
+    assert (referral.referred, referral.code.user) == (outsider, owner)
+    assert credits_summary(user=owner).balance == 600
+    assert credits_summary(user=outsider).balance == 600
+    source = Entry.objects.filter(account__code="referral").values_list("amount", flat=True)
+    assert sorted(source) == [-100, -100]
+    assert unbalanced_transactions() == [] and wallet_drift() == []
+
+
+def test_redeeming_the_same_code_again_pays_nothing_more(owner: Any, outsider: Any) -> None:
+    code = referral_code_get_or_create(user=owner).code
+    first = referral_redeem(user=outsider, code=code)
+    assert referral_redeem(user=outsider, code=code).pk == first.pk
+    assert credits_summary(user=owner).balance == 600
+    assert credits_summary(user=outsider).balance == 600
+    assert Transaction.objects.filter(idempotency_key__startswith="referral:").count() == 2
+
+
+def test_a_user_redeems_only_one_code(owner: Any, outsider: Any) -> None:
+    third = user_create(email="third@example.com", password="x" * 12, starter_credits=0)
+    referral_redeem(user=third, code=referral_code_get_or_create(user=owner).code)
+    with pytest.raises(Conflict):
+        referral_redeem(user=third, code=referral_code_get_or_create(user=outsider).code)
+    assert credits_summary(user=outsider).balance == 500
+    assert credits_summary(user=third).balance == 100
+
+
+def test_nobody_redeems_their_own_code(owner: Any) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        referral_redeem(user=owner, code=referral_code_get_or_create(user=owner).code)
+    assert refused.value.code == "referral_own"
+    assert credits_summary(user=owner).balance == 500
+
+
+def test_two_users_cannot_refer_each_other(owner: Any, outsider: Any) -> None:
+    referral_redeem(user=outsider, code=referral_code_get_or_create(user=owner).code)
+    with pytest.raises(Conflict):
+        referral_redeem(user=owner, code=referral_code_get_or_create(user=outsider).code)
+    assert Referral.objects.count() == 1
+
+
+def test_an_unknown_code_is_refused(outsider: Any) -> None:
+    with pytest.raises(InvalidRequest):
+        referral_redeem(user=outsider, code="NOSUCHCD")
+
+
+def test_the_api_shows_your_code_and_redeems_another(owner: Any, owner_api: Any, outsider_api: Any) -> None:
+    mine = owner_api.get("/api/v1/referrals/code").json()
+    assert mine == {"code": referral_code_get_or_create(user=owner).code, "bonus": 100, "redeemed": 0}
+    response = outsider_api.post("/api/v1/referrals/redeem", {"code": mine["code"]}, format="json")
+    assert response.status_code == 201
+    assert response.json()["bonus"] == 100
+    assert owner_api.get("/api/v1/referrals/code").json()["redeemed"] == 1
+    refused = owner_api.post("/api/v1/referrals/redeem", {"code": mine["code"]}, format="json")
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "referral_own"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_redemptions_of_one_code_pay_once_and_crossed_ones_do_not_deadlock() -> None:
+    alice = user_create(email="alice@example.com", password="x" * 12, starter_credits=0)
+    bob = user_create(email="bob@example.com", password="x" * 12, starter_credits=0)
+    alice_code = referral_code_get_or_create(user=alice).code
+    bob_code = referral_code_get_or_create(user=bob).code
+    # Bob submits Alice's code eight times at once, while Alice submits Bob's: one of the crossed pair
+    # is refused as mutual, whichever order the locks grant.
+    attempts = [(bob, alice_code)] * 8 + [(alice, bob_code)] * 2
+    barrier = threading.Barrier(len(attempts))
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def redeem(user: Any, code: str) -> None:
+        try:
+            barrier.wait()
+            referral_redeem(user=user, code=code)
+            outcome = "ok"
+        except Conflict as exc:
+            outcome = exc.code
+        finally:
+            connection.close()
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=redeem, args=attempt) for attempt in attempts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(outcomes) == len(attempts)
+    assert Referral.objects.count() == 1
+    assert credits_summary(user=alice).balance == 100 and credits_summary(user=bob).balance == 100
+    assert set(outcomes) <= {"ok", "referral_mutual"}
+    assert wallet_drift() == [] and unbalanced_transactions() == []
