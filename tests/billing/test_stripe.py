@@ -65,6 +65,11 @@ def stripe_off(settings: Any) -> None:
 
 
 def pack(code: str = "starter-500") -> CreditPack:
+    # Migration 0003 seeds these; a transactional test elsewhere (PostgreSQL leg) flushes the tables.
+    from billing.models import Plan
+    from billing.seed import seed_defaults
+
+    seed_defaults(Plan, CreditPack)
     return CreditPack.objects.get(code=code)
 
 
