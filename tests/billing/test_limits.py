@@ -32,7 +32,6 @@ NOW = 1_800_000_000
 
 
 @pytest.fixture(autouse=True)
-@pytest.fixture(autouse=True)
 def _seeded_plans(db: Any) -> None:
     # Migration 0003 seeds them; on the PostgreSQL leg a transactional test may have flushed them.
     from billing.models import CreditPack
@@ -41,6 +40,7 @@ def _seeded_plans(db: Any) -> None:
     seed_defaults(Plan, CreditPack)
 
 
+@pytest.fixture(autouse=True)
 def fresh_counters(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
     settings.GENERATION_POLL_INTERVAL = 0.01
     cache.clear()
