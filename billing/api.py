@@ -22,6 +22,8 @@ class CreditPackSerializer(serializers.ModelSerializer):
     class Meta:
         model = CreditPack
         fields = ["code", "name", "credits", "price_cents", "currency"]
+        # Output only; read-only fields also carry no database-dependent bounds into the schema.
+        read_only_fields = fields
 
 
 class CheckoutSessionSerializer(serializers.ModelSerializer):
@@ -33,6 +35,7 @@ class CheckoutSessionSerializer(serializers.ModelSerializer):
         model = CheckoutSession
         fields = ["id", "url", "pack", "credits", "amount_total", "currency", "status", "refunded_credits",
                   "created_at", "paid_at"]
+        read_only_fields = fields
 
 
 class CheckoutSessionCreateSerializer(serializers.Serializer):
