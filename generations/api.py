@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
-from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status, viewsets
@@ -161,13 +160,9 @@ class GenerationViewSet(viewsets.ViewSet):
     def create(self, request: Request) -> Response:
         data = GenerationCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            generation = generation_create(user=request.user, project_id=data.validated_data["project"],
-                                           model_id=data.validated_data["model"],
-                                           inputs=data.validated_data["inputs"],
-                                           fallback_models=data.validated_data["fallback_models"])
-        except Http404 as exc:
-            raise Http404("No such project.") from exc
+        generation = generation_create(user=request.user, project_id=data.validated_data["project"],
+                                       model_id=data.validated_data["model"], inputs=data.validated_data["inputs"],
+                                       fallback_models=data.validated_data["fallback_models"])
         return Response(GenerationSerializer(generation_get_for_user(request.user, generation.pk)).data,
                         status=status.HTTP_202_ACCEPTED)
 

@@ -111,11 +111,11 @@ def _clean_fallbacks(model: AIModel, fallback_models: Any) -> list[str]:
     if not isinstance(fallback_models, list) or not all(isinstance(m, str) for m in fallback_models):
         raise InvalidRequest("fallback_models must be a list of model ids.", fields={"fallback_models": ["Expected a list of model ids."]})
     ids = [m for m in dict.fromkeys(fallback_models) if m != model.id][:5]
-    known = set(AIModel.objects.filter(pk__in=ids, active=True).values_list("id", flat=True))
-    unknown = [m for m in ids if m not in known]
+    operations = dict(AIModel.objects.filter(pk__in=ids, active=True).values_list("id", "operation"))
+    unknown = [m for m in ids if m not in operations]
     if unknown:
         raise InvalidRequest(f"Unknown fallback model {unknown[0]!r}.", fields={"fallback_models": [f"Unknown model {m!r}." for m in unknown]})
-    wrong = [m for m in ids if AIModel.objects.get(pk=m).operation != model.operation]
+    wrong = [m for m in ids if operations[m] != model.operation]
     if wrong:
         raise InvalidRequest(f"Fallback {wrong[0]!r} does a different operation than {model.id!r}.",
                              fields={"fallback_models": [f"{m!r} is not a {model.operation} model." for m in wrong]})

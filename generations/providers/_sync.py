@@ -140,6 +140,19 @@ class SyncCallRegistry:
             del self._calls[rid]
 
 
+class SyncAdapterMixin:
+    """poll and cancel for adapters whose calls run on a SyncCallRegistry thread (OpenAI, Anthropic,
+    OpenRouter): the job's request id is the registry's."""
+
+    registry: SyncCallRegistry
+
+    def poll(self, job: Any) -> ProviderStatus:
+        return self.registry.poll(job.request_id)
+
+    def cancel(self, job: Any) -> bool:
+        return self.registry.cancel(job.request_id)
+
+
 def retry_after_seconds(headers: Any) -> float | None:
     """Seconds to wait from `retry-after-ms` (OpenAI's, non-standard) or `retry-after` (seconds or an
     HTTP date). Stainless SDKs read the same two headers (`_base_client._parse_retry_after_header`)."""
@@ -182,4 +195,4 @@ def client_timeout(config: dict[str, Any], default: float) -> float:
 
 
 __all__ = ["FINISHED_CALL_TTL_SECONDS", "LOST_MESSAGE", "SyncCallRegistry", "client_timeout",
-           "retry_after_seconds", "tokens_cost"]
+           "retry_after_seconds", "tokens_cost", "SyncAdapterMixin"]

@@ -26,7 +26,13 @@ from typing import Any
 import anthropic
 from django.conf import settings
 
-from generations.providers._sync import SyncCallRegistry, client_timeout, retry_after_seconds, tokens_cost
+from generations.providers._sync import (
+    SyncAdapterMixin,
+    SyncCallRegistry,
+    client_timeout,
+    retry_after_seconds,
+    tokens_cost,
+)
 from generations.providers.base import CatalogModel, ProviderError, ProviderJob, ProviderStatus
 from generations.providers.openai import text_messages, text_output
 
@@ -105,7 +111,7 @@ def _run_message(client: anthropic.Anthropic, model: CatalogModel, params: dict[
                           logs=logs)
 
 
-class AnthropicProvider:
+class AnthropicProvider(SyncAdapterMixin):
     name = "anthropic"
     output_hosts: tuple[str, ...] = ()
     registry = SyncCallRegistry("anthropic")
@@ -136,12 +142,6 @@ class AnthropicProvider:
 
         request_id = self.registry.start(run, description=f"{LABEL} {model.provider_model}")
         return ProviderJob(provider=self.name, request_id=request_id, data={"model": model.id})
-
-    def poll(self, job: ProviderJob) -> ProviderStatus:
-        return self.registry.poll(job.request_id)
-
-    def cancel(self, job: ProviderJob) -> bool:
-        return self.registry.cancel(job.request_id)
 
     def check_credentials(self, credentials: dict[str, str]) -> None:
         """GET /v1/models?limit=1: authenticated and free."""

@@ -30,7 +30,13 @@ from typing import Any
 import openai
 from django.conf import settings
 
-from generations.providers._sync import SyncCallRegistry, client_timeout, retry_after_seconds, tokens_cost
+from generations.providers._sync import (
+    SyncAdapterMixin,
+    SyncCallRegistry,
+    client_timeout,
+    retry_after_seconds,
+    tokens_cost,
+)
 from generations.providers.base import (
     AssetInput,
     CatalogModel,
@@ -276,7 +282,7 @@ def _run_speech(client: openai.OpenAI, model: CatalogModel, params: dict[str, An
                filename=f"{model.id.replace('/', '-')}.{fmt}")])
 
 
-class OpenAIProvider:
+class OpenAIProvider(SyncAdapterMixin):
     name = "openai"
     label = "OpenAI"
     output_hosts: tuple[str, ...] = ()  # every output arrives as bytes
@@ -297,12 +303,6 @@ class OpenAIProvider:
 
         request_id = self.registry.start(run, description=f"{self.label} {model.provider_model}")
         return ProviderJob(provider=self.name, request_id=request_id, data={"model": model.id})
-
-    def poll(self, job: ProviderJob) -> ProviderStatus:
-        return self.registry.poll(job.request_id)
-
-    def cancel(self, job: ProviderJob) -> bool:
-        return self.registry.cancel(job.request_id)
 
     def check_credentials(self, credentials: dict[str, str]) -> None:
         """GET /v1/models: authenticated, free, and one request."""

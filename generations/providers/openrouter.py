@@ -23,7 +23,7 @@ from typing import Any
 import openai
 from django.conf import settings
 
-from generations.providers._sync import SyncCallRegistry, client_timeout, tokens_cost
+from generations.providers._sync import SyncAdapterMixin, SyncCallRegistry, client_timeout, tokens_cost
 from generations.providers.base import CatalogModel, ProviderError, ProviderJob, ProviderStatus
 from generations.providers.openai import (
     api_key_for,
@@ -117,7 +117,7 @@ def _run_chat(client: openai.OpenAI, model: CatalogModel, params: dict[str, Any]
                           logs=logs)
 
 
-class OpenRouterProvider:
+class OpenRouterProvider(SyncAdapterMixin):
     name = "openrouter"
     output_hosts: tuple[str, ...] = ()
     registry = SyncCallRegistry("openrouter")
@@ -145,12 +145,6 @@ class OpenRouterProvider:
 
         request_id = self.registry.start(run, description=f"{LABEL} {model.provider_model}")
         return ProviderJob(provider=self.name, request_id=request_id, data={"model": model.id})
-
-    def poll(self, job: ProviderJob) -> ProviderStatus:
-        return self.registry.poll(job.request_id)
-
-    def cancel(self, job: ProviderJob) -> bool:
-        return self.registry.cancel(job.request_id)
 
     def check_credentials(self, credentials: dict[str, str]) -> None:
         """GET /api/v1/key through the SDK's generic `get`: it needs a valid key, unlike /models,
