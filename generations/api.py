@@ -86,6 +86,10 @@ class GenerationCreateSerializer(serializers.Serializer):
         child=serializers.CharField(max_length=120), required=False, allow_null=True, default=None,
         help_text="Models of the same operation to switch to, in order, if this one fails transiently "
                   "(only those you can pay for). Default: the project's fallback list.")
+    max_credits = serializers.IntegerField(
+        min_value=0, required=False, allow_null=True, default=None,
+        help_text="The most this job may cost, at or above the estimate. Held in full and the unused part "
+                  "freed when it finishes. Without it the charge never exceeds the estimate.")
 
 
 class EstimateSerializer(serializers.Serializer):
@@ -110,7 +114,7 @@ class GenerationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Generation
         fields = ["id", "project", "model", "provider", "inputs", "status", "progress", "queue_position",
-                  "logs", "outputs", "credits", "provider_cost_usd", "cost_usd_estimated", "key_source",
+                  "logs", "outputs", "credits", "max_credits", "provider_cost_usd", "cost_usd_estimated", "key_source",
                   "fallback_models", "fallbacks_used", "error_code",
                   "error_message", "attempts", "provider_request_id", "created_at", "started_at",
                   "finished_at"]
@@ -162,7 +166,8 @@ class GenerationViewSet(viewsets.ViewSet):
         data.is_valid(raise_exception=True)
         generation = generation_create(user=request.user, project_id=data.validated_data["project"],
                                        model_id=data.validated_data["model"], inputs=data.validated_data["inputs"],
-                                       fallback_models=data.validated_data["fallback_models"])
+                                       fallback_models=data.validated_data["fallback_models"],
+                                       max_credits=data.validated_data["max_credits"])
         return Response(GenerationSerializer(generation_get_for_user(request.user, generation.pk)).data,
                         status=status.HTTP_202_ACCEPTED)
 

@@ -125,6 +125,10 @@ class Generation(models.Model):
     credits_estimated = models.PositiveIntegerField(default=0)
     credits_held = models.PositiveIntegerField(default=0)
     credits_charged = models.PositiveIntegerField(default=0)
+    # The most the user agreed to pay (at or above the estimate). The hold is this amount, so a job whose
+    # actual cost comes in above the estimate (token- or second-priced work) can be charged up to it;
+    # without it, the charge is capped at the estimate and the platform absorbs any overrun.
+    max_credits = models.PositiveIntegerField(null=True, blank=True)
     cost_usd_estimated = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
     provider_cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)

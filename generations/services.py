@@ -67,14 +67,20 @@ def generation_estimate(*, user: Any, model_id: str, inputs: Any) -> tuple[AIMod
 
 
 def generation_create(*, user: Any, project_id: Any, model_id: str, inputs: Any,
-                      fallback_models: list[str] | None = None, rate_limit: bool = False) -> Generation:
+                      fallback_models: list[str] | None = None, rate_limit: bool = False,
+                      max_credits: int | None = None) -> Generation:
     """Access check → validate → estimate (at the user's plan rate) → rate limit → hold credits (wallet
     row locked) and count them against budgets (budget rows locked) → queued row → enqueue after commit.
     Raises Http404, InvalidRequest, RateLimited, InsufficientCredits or BudgetExceeded, having changed
     nothing (a refused attempt still counts against the rate limit).
 
     `rate_limit=True` counts the submit against the plan's generations per hour: the web app passes it;
-    the API counts submits in its throttle (billing.limits.PlanRateThrottle) instead, before the view."""
+    the API counts submits in its throttle (billing.limits.PlanRateThrottle) instead, before the view.
+
+    The hold is the estimate, and the charge never exceeds the hold: a job that turns out dearer than
+    estimated costs the estimate. `max_credits` (at least the estimate) lets the job cost more, up to
+    that: it is held in full, checked against wallet and budgets like any hold, and the unused part is
+    freed at settle."""
     project = project_get_for_user(user, project_id, write=True)
     if project.archived:
         raise Conflict("This project is archived; unarchive it to generate in it.", code="project_archived")
@@ -83,6 +89,7 @@ def generation_create(*, user: Any, project_id: Any, model_id: str, inputs: Any,
     if not access.available:
         raise InvalidRequest(access.reason, code="model_unavailable", fields={"model": [access.reason]})
     credits = pricing.byo_fee(estimate.credits) if access.key_source == "user" else estimate.credits
+    held = _held_for(credits, max_credits)
     fallbacks = _clean_fallbacks(model, project.fallback_models if fallback_models is None else fallback_models)
     key_note = " on your own key" if access.key_source == "user" else ""
     if rate_limit:
@@ -91,18 +98,35 @@ def generation_create(*, user: Any, project_id: Any, model_id: str, inputs: Any,
     with transaction.atomic():
         generation = Generation(
             user=user, project=project, model=model, price_card=model.current_price, inputs=filled,
-            provider=model.provider, credits_estimated=credits, credits_held=credits,
+            provider=model.provider, credits_estimated=credits, credits_held=held, max_credits=max_credits,
             cost_usd_estimated=estimate.cost_usd, heartbeat_at=now, key_source=access.key_source,
             fallback_models=fallbacks,
             logs=[{"t": now.isoformat(), "message": f"Queued {model.id}{key_note}; estimated "
-                   f"{pricing.credits_display(credits)} (provider cost ${estimate.cost_usd:.4f})."}],
+                   f"{pricing.credits_display(credits)} (provider cost ${estimate.cost_usd:.4f})"
+                   + (f", up to {pricing.credits_display(held)} allowed." if held > credits else ".")}],
         )
-        credits_hold(user=user, amount=credits, reference=generation.hold_reference)
-        generation.budget_usage_ids = budget_hold(generation=generation, credits=credits)
+        credits_hold(user=user, amount=held, reference=generation.hold_reference)
+        generation.budget_usage_ids = budget_hold(generation=generation, credits=held)
         generation.save(force_insert=True)
         generation_id = str(generation.pk)
         transaction.on_commit(lambda: _dispatch(generation_id))
     return generation
+
+
+def _held_for(estimate: int, max_credits: Any) -> int:
+    """What to hold: the estimate, or the user's higher cap. A cap under the estimate is refused rather
+    than silently raised: the user asked to pay at most that, and the job would cost more."""
+    if max_credits is None:
+        return estimate
+    if isinstance(max_credits, bool) or not isinstance(max_credits, int) or max_credits < 0:
+        raise InvalidRequest("max_credits must be a whole number of credits.",
+                             fields={"max_credits": ["Expected a non-negative integer."]})
+    if max_credits < estimate:
+        raise InvalidRequest(f"max_credits ({max_credits}) is below this job's estimate "
+                             f"({pricing.credits_display(estimate)}); raise it or leave it out.",
+                             code="max_credits_below_estimate",
+                             fields={"max_credits": [f"At least {estimate} for this job."]})
+    return max_credits
 
 
 def _clean_fallbacks(model: AIModel, fallback_models: Any) -> list[str]:
@@ -467,26 +491,31 @@ def _switch_to_fallback(run: _Run, *, reason: str) -> bool:
         estimate = pricing.estimate(model.current_price, filled, assets,
                                     credits_per_usd=credits_per_usd_for(user_id=generation.user_id))
         credits = pricing.byo_fee(estimate.credits) if access.key_source == "user" else estimate.credits
+        if generation.max_credits is not None and credits > generation.max_credits:
+            run.log(f"Fallback {model.id} would cost {pricing.credits_display(credits)}, above your "
+                    f"limit of {generation.max_credits}; skipped.")
+            continue
+        held = credits if generation.max_credits is None else generation.max_credits
         try:
             # One transaction: the wallet's hold, the budgets' share and the row's credits_held (which a
             # release reads) change together or not at all.
             with transaction.atomic():
-                hold_resize(reference=generation.hold_reference, amount=credits)
-                budget_usage_ids = budget_resize(generation=generation, credits=credits)
-                Generation.objects.filter(pk=generation.pk).update(credits_held=credits,
+                hold_resize(reference=generation.hold_reference, amount=held)
+                budget_usage_ids = budget_resize(generation=generation, credits=held)
+                Generation.objects.filter(pk=generation.pk).update(credits_held=held,
                                                                    budget_usage_ids=budget_usage_ids)
         except InsufficientCredits:
-            run.log(f"Fallback {model.id} would need {credits} credits, more than are available; skipped.")
+            run.log(f"Fallback {model.id} would need {held} credits, more than are available; skipped.")
             continue
         except BudgetExceeded as exc:
             run.log(f"Fallback {model.id} skipped: {exc.message}")
             continue
         run.log(f"{generation.model_id} failed ({reason}); switching to fallback {model.id} "
-                f"({pricing.credits_display(credits)} held).")
+                f"({pricing.credits_display(held)} held).")
         used_entry = {"from": generation.model_id, "to": model.id, "reason": reason, "t": timezone.now().isoformat()}
         moved = Generation.objects.filter(pk=generation.pk, status=Status.RUNNING).update(
             status=Status.QUEUED, model=model, provider=model.provider, price_card=model.current_price,
-            inputs=filled, key_source=access.key_source, credits_estimated=credits, credits_held=credits,
+            inputs=filled, key_source=access.key_source, credits_estimated=credits, credits_held=held,
             cost_usd_estimated=estimate.cost_usd, provider_request_id="", provider_data={}, attempts=0,
             fallbacks_used=[*generation.fallbacks_used, used_entry], logs=run.logs, heartbeat_at=timezone.now())
         if moved:
@@ -538,6 +567,9 @@ def _succeed(run: _Run, status: ProviderStatus, prepared: list[tuple[Any, Any, i
             charged = hold_settle(reference=generation.hold_reference, amount=credits,
                                   memo=f"{generation.model_id} generation {generation.pk}")
             budget_settle(generation=generation, charged=charged)
+            if credits > charged:
+                run.log(f"Actual cost came to {pricing.credits_display(credits)}, above the "
+                        f"{pricing.credits_display(charged)} held; you are charged {charged}.")
             run.log(f"Succeeded: {len(stored)} output(s); charged {pricing.credits_display(charged)}.")
             usage_record(generation=generation, succeeded=True, credits=charged, provider_cost_usd=cost)
             Generation.objects.filter(pk=generation.pk).update(

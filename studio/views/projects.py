@@ -94,12 +94,13 @@ def _panel_context(request: HttpRequest, project: Project, *, models: list[Any],
                    model_id: str | None = None, values: dict[str, Any] | None = None,
                    prefill_inputs: dict[str, Any] | None = None, prefill_asset: Any = None,
                    errors: dict[str, list[str]] | None = None, message: str = "", level: str = "error",
-                   summary: Any = None) -> dict[str, Any]:
+                   summary: Any = None, values_max_credits: str = "") -> dict[str, Any]:
     annotate_availability(models, availability_for(request.user, {m.provider for m in models}),
                           typical_seconds([m.id for m in models]))
     model = next((m for m in models if m.id == model_id), None) or default_model(models)
     ctx: dict[str, Any] = {"project": project, "model_groups": model_groups(models), "model": model,
-                           "fields": [], "panel_message": message, "panel_level": level}
+                           "fields": [], "panel_message": message, "panel_level": level,
+                           "errors": errors or {}, "values_max_credits": values_max_credits}
     if model is None:
         return ctx
     if values is None:
@@ -263,9 +264,15 @@ def generate(request: HttpRequest, project_id: uuid.UUID) -> HttpResponse:
         if errors:
             panel.update(errors=errors, message="Some inputs need fixing.")
         else:
+            raw_cap = request.POST.get("max_credits", "").strip()
+            panel["values_max_credits"] = raw_cap
+            try:
+                max_credits = int(raw_cap) if raw_cap else None
+            except ValueError:
+                max_credits = raw_cap  # generation_create refuses it with a field error
             try:
                 generation = generation_create(user=user, project_id=project.pk, model_id=model.id, inputs=inputs,
-                                               rate_limit=True)
+                                               rate_limit=True, max_credits=max_credits)
             except InvalidRequest as exc:
                 panel.update(errors=exc.fields, message=exc.message if not exc.fields else "Some inputs need fixing.")
             except InsufficientCredits as exc:
@@ -277,7 +284,8 @@ def generate(request: HttpRequest, project_id: uuid.UUID) -> HttpResponse:
                 panel.update(message=exc.message)
             else:
                 status = 200
-                note = (f"Queued {model.name} (≈ {credits_display(generation.credits_estimated)} on hold). "
+                note = (f"Queued {model.name} (≈ {credits_display(generation.credits_estimated)}, "
+                        f"{credits_display(generation.credits_held)} on hold). "
                         f"Follow it in the job list.")
                 if not request.htmx:
                     messages.success(request, note)

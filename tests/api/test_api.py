@@ -170,6 +170,20 @@ def test_not_enough_credits_is_402_with_balance_and_estimate(project: Any, catal
     assert not Generation.objects.exists()
 
 
+def test_max_credits_is_held_in_full_and_one_below_the_estimate_is_400(owner_api: APIClient, owner: Any,
+                                                                      project: Any, catalog: None) -> None:
+    base = {"project": str(project.pk), "model": "local/sketch", "inputs": {"prompt": "x"}}
+    refused = owner_api.post("/api/v1/generations", {**base, "max_credits": 0}, format="json")
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "max_credits_below_estimate"
+    assert "max_credits" in refused.json()["error"]["fields"]
+    accepted = owner_api.post("/api/v1/generations", {**base, "max_credits": 5}, format="json")
+    assert accepted.status_code == 202
+    body = accepted.json()
+    assert body["max_credits"] == 5 and body["credits"] == {"estimated": 1, "held": 5, "charged": 0}
+    assert credits_summary(user=owner).as_dict() == {"balance": 500, "held": 5, "available": 495}
+
+
 def test_cancel_of_a_queued_job_releases_the_hold(owner_api: APIClient, owner: Any, project: Any,
                                                   catalog: None) -> None:
     gen = owner_api.post("/api/v1/generations", {"project": str(project.pk), "model": "local/sketch",

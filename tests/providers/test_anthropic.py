@@ -226,3 +226,62 @@ def test_an_overloaded_api_requeues_the_generation_and_the_next_run_completes(fa
     generation_run(generation.pk)
     generation.refresh_from_db()
     assert generation.status == Status.SUCCEEDED and generation.attempts == 2
+
+
+# --- a job dearer than its estimate: charged at most the hold, or up to the user's max_credits -------------
+
+LONG_REPLY = " ".join(["word"] * 6000)  # ~6,000 output tokens (the fake counts words), dearer than estimated
+
+
+@pytest.mark.django_db
+def test_a_job_dearer_than_its_estimate_is_charged_the_estimate_without_a_limit(fake: Any, owner: Any, project: Any,
+                                                                                 catalog: None) -> None:
+    fake.state["reply"] = LONG_REPLY
+    generation = run_pipeline(owner, project, "anthropic/claude-sonnet-5-5", {"prompt": "Write at length"})
+    assert generation.status == Status.SUCCEEDED, generation.error_message
+    assert generation.max_credits is None
+    assert generation.credits_charged == generation.credits_held == generation.credits_estimated
+    assert any("above the" in entry["message"] for entry in generation.logs)
+    assert credits_summary(user=owner).as_dict() == {"balance": 500 - generation.credits_estimated, "held": 0,
+                                                     "available": 500 - generation.credits_estimated}
+
+
+@pytest.mark.django_db
+def test_max_credits_holds_the_limit_and_charges_the_actual_cost_up_to_it(fake: Any, owner: Any, project: Any,
+                                                                          catalog: None) -> None:
+    fake.state["reply"] = LONG_REPLY
+    generation = generation_create(user=owner, project_id=project.pk, model_id="anthropic/claude-sonnet-5-5",
+                                   inputs={"prompt": "Write at length"}, max_credits=50)
+    assert (generation.credits_held, generation.max_credits) == (50, 50)
+    assert credits_summary(user=owner).as_dict() == {"balance": 500, "held": 50, "available": 450}
+    generation_run(generation.pk)
+    generation.refresh_from_db()
+    actual = generation.credits_charged
+    assert generation.credits_estimated < actual < 50  # the real price, not the estimate, not the limit
+    assert credits_summary(user=owner).as_dict() == {"balance": 500 - actual, "held": 0, "available": 500 - actual}
+
+
+@pytest.mark.django_db
+def test_max_credits_caps_the_charge_when_the_job_costs_even_more(fake: Any, owner: Any, project: Any,
+                                                                  catalog: None) -> None:
+    fake.state["reply"] = LONG_REPLY
+    estimate = generation_create(user=owner, project_id=project.pk, model_id="anthropic/claude-sonnet-5-5",
+                                 inputs={"prompt": "probe"}).credits_estimated
+    generation = generation_create(user=owner, project_id=project.pk, model_id="anthropic/claude-sonnet-5-5",
+                                   inputs={"prompt": "Write at length"}, max_credits=estimate + 1)
+    generation_run(generation.pk)
+    generation.refresh_from_db()
+    assert generation.credits_charged == estimate + 1
+
+
+@pytest.mark.django_db
+def test_max_credits_below_the_estimate_is_refused_naming_the_field(fake: Any, owner: Any, project: Any,
+                                                                   catalog: None) -> None:
+    from generations.inputs import InvalidRequest
+
+    with pytest.raises(InvalidRequest) as refused:
+        generation_create(user=owner, project_id=project.pk, model_id="anthropic/claude-sonnet-5-5",
+                          inputs={"prompt": "hi"}, max_credits=0)
+    assert refused.value.code == "max_credits_below_estimate" and "max_credits" in refused.value.fields
+    assert Generation.objects.filter(user=owner).count() == 0
+    assert credits_summary(user=owner).held == 0

@@ -193,6 +193,17 @@ def test_insufficient_credits_shows_the_message_and_creates_nothing(client: Any,
     assert credits_summary(user=broke).held == 0
 
 
+def test_a_cost_limit_below_the_estimate_is_shown_on_the_field(signed_in: Any, project: Project,
+                                                               catalog: None) -> None:
+    url = reverse("studio:generate", kwargs={"project_id": project.pk})
+    response = signed_in.post(url, {**SKETCH, "max_credits": "0"})
+    assert response.status_code == 400 and not Generation.objects.exists()
+    assert re.search(r'<details class="cost-limit" open>.*?<p class="field-error" role="alert">At least 1 for this job',
+                     response.text, re.S)
+    assert signed_in.post(url, {**SKETCH, "max_credits": "3"}).status_code == 302
+    assert Generation.objects.get().credits_held == 3
+
+
 def test_an_archived_project_refuses_to_generate(signed_in: Any, project: Project, catalog: None) -> None:
     project.archived = True
     project.save()
