@@ -36,7 +36,7 @@ migrate: install
 # Web on $(HOST):$(PORT) and a real Celery worker (with beat for the stale-job sweep), on the embedded
 # defaults unless the environment says otherwise. Ctrl-C stops both.
 run: migrate
-	@$(PY) manage.py demo_setup
+	@$(PY) manage.py demo_setup --url http://$(HOST):$(PORT)
 	@trap 'kill 0' INT TERM EXIT; \
 	  $(PY) -m celery -A config worker --beat --loglevel=INFO --concurrency=2 \
 	    --without-gossip --without-mingle --without-heartbeat & \

@@ -22,8 +22,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--email", default=os.environ.get("DEMO_EMAIL", DEMO_EMAIL))
+        parser.add_argument("--url", default="http://127.0.0.1:8000", help="where `make run` serves the studio")
 
-    def handle(self, *args: Any, email: str, **options: Any) -> None:
+    def handle(self, *args: Any, email: str, url: str, **options: Any) -> None:
         password_file = settings.VAR_DIR / "demo-password.txt"
         user = User.objects.filter(email__iexact=email).first()
         if user is None:
@@ -40,9 +41,10 @@ class Command(BaseCommand):
         ApiToken.objects.filter(user=user, name=TOKEN_NAME).delete()
         _, token = api_token_create(user=user, name=TOKEN_NAME)
         credits = credits_summary(user=user)
-        self.stdout.write(self.style.SUCCESS("\nThe studio is starting on http://127.0.0.1:8000/"))
+        url = url.rstrip("/")
+        self.stdout.write(self.style.SUCCESS(f"\nThe studio is starting on {url}/"))
         self.stdout.write(f"  Demo account  {email}")
         self.stdout.write(f"  Password      {password}")
         self.stdout.write(f"  Credits       {credits.available} available")
         self.stdout.write(f"  API token     {token}")
-        self.stdout.write(f"  Try it        curl -H 'Authorization: Bearer {token}' http://127.0.0.1:8000/api/v1/me\n")
+        self.stdout.write(f"  Try it        curl -H 'Authorization: Bearer {token}' {url}/api/v1/me\n")
