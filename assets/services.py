@@ -48,6 +48,10 @@ def asset_create(
     Inside a caller's transaction that later rolls back, the caller deletes `asset.file.name` (see
     generations.ingest), since Django has no on-rollback hook."""
     inspection = inspect_file(fh, name=name, size=size)
+    made_by = {}
+    if generation is not None:
+        made_by = {"prompt": str((generation.inputs or {}).get("prompt") or ""), "model_id": generation.model_id,
+                   "provider": generation.provider}
     asset = Asset(
         owner_id=project.owner_id,
         project=project,
@@ -62,7 +66,10 @@ def asset_create(
         generation=generation,
         parent=parent,
         metadata=metadata or {},
+        aspect=(inspection.width / inspection.height) if inspection.width and inspection.height else None,
+        **made_by,
     )
+    asset.search_text = asset_search_text(asset)
     asset.file.save(f"upload.{inspection.extension}", File(fh), save=False)
     try:
         asset.save()
@@ -70,6 +77,14 @@ def asset_create(
         default_storage.delete(asset.file.name)
         raise
     return asset
+
+
+def asset_search_text(asset: Asset, tag_names: list[str] | None = None) -> str:
+    """What search matches: the name, the prompt, the notes and the tag names, in one column. Every
+    service that changes one of them writes it again (tags: pass the asset's tag names)."""
+    if tag_names is None:
+        tag_names = list(asset.tags.values_list("name", flat=True)) if asset.pk and not asset._state.adding else []
+    return " ".join(part for part in (asset.name, asset.prompt, asset.notes, *tag_names) if part)
 
 
 def asset_create_from_bytes(*, project: Project, data: bytes, name: str, **kwargs: Any) -> Asset:

@@ -129,6 +129,9 @@ class Plan(models.Model):
     generations_per_hour = models.PositiveIntegerField(default=10)
     uploads_per_day = models.PositiveIntegerField(default=50)
     api_calls_per_minute = models.PositiveIntegerField(default=100)
+    storage_quota_mb = models.PositiveIntegerField(
+        null=True, blank=True, default=2048,
+        help_text="Storage for a user's assets (trash included until purged), in MB. Empty: unlimited.")
     is_default = models.BooleanField(default=False, help_text="The plan of users without an assignment.")
 
     class Meta:

@@ -10,6 +10,8 @@ PLANS = [
     ("free", "Free", 100, 10, 50, 100, True),
     ("pro", "Pro", 100, 200, 1000, 600, False),
 ]
+# Storage quota per plan in MB (added after the first seed; migration 0004 applies it to existing plans).
+STORAGE_QUOTAS_MB = {"free": 2048, "pro": 102_400}
 PACKS = [
     # code, name, credits, price in cents
     ("starter-500", "500 credits", 500, 500),
@@ -25,6 +27,14 @@ def seed_defaults(plan_model: Any, pack_model: Any) -> None:
             "name": name, "credits_per_usd": rate, "generations_per_hour": per_hour, "uploads_per_day": per_day,
             "api_calls_per_minute": per_minute,
             "is_default": default and not plan_model.objects.filter(is_default=True).exists()})
+    seed_storage_quotas(plan_model)
     for sort, (code, name, credits, cents) in enumerate(PACKS):
         pack_model.objects.get_or_create(code=code, defaults={"name": name, "credits": credits,
                                                                 "price_cents": cents, "sort": sort})
+
+
+def seed_storage_quotas(plan_model: Any) -> None:
+    if not any(f.name == "storage_quota_mb" for f in plan_model._meta.get_fields()):
+        return  # an older historical model (migration 0003), before quotas existed
+    for code, quota in STORAGE_QUOTAS_MB.items():
+        plan_model.objects.filter(code=code).update(storage_quota_mb=quota)
