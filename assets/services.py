@@ -91,8 +91,13 @@ def asset_create_from_bytes(*, project: Project, data: bytes, name: str, **kwarg
     return asset_create(project=project, fh=io.BytesIO(data), name=name, size=len(data), **kwargs)
 
 
+def asset_file_names(asset: Asset) -> list[str]:
+    """Every stored file of an asset: the original and its previews."""
+    return [f.name for f in (asset.file, asset.preview, asset.thumb_small, asset.thumb_large) if f and f.name]
+
+
 def asset_files_delete_for_project(*, project: Project) -> None:
-    names = list(project.assets.values_list("file", flat=True))
+    names = [n for row in project.assets.values_list("file", "preview", "thumb_small", "thumb_large") for n in row]
     transaction.on_commit(lambda: [default_storage.delete(n) for n in names if n])
 
 
