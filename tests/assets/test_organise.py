@@ -11,7 +11,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from assets.models import Asset, Tag
-from assets.organise import assets_bulk, assets_purge_trash, asset_update
+from assets.organise import asset_update, assets_bulk, assets_purge_trash
 from assets.selectors import asset_list_for_user
 from assets.services import asset_create_from_bytes
 from config.errors import InvalidRequest
