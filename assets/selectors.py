@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
-from assets.models import Asset
+from assets.models import Asset, Tag
 
 
 def asset_list_for_user(user: Any, *, include_trashed: bool = False) -> QuerySet[Asset]:
@@ -29,3 +30,26 @@ def asset_get_for_user(user: Any, asset_id: uuid.UUID | str) -> Asset:
     if asset is None:
         raise Http404("No such asset.")
     return asset
+
+
+def asset_gallery_for_user(user: Any, params: Mapping[str, Any]) -> Any:
+    """One keyset page of the user's gallery (assets.gallery.GalleryPage) for these query parameters:
+    filters, search, sort, cursor and page size, each checked (InvalidRequest names a bad one; a
+    project the user may not see is a 404). Two queries at any depth: the page, and its tags."""
+    from assets.gallery import gallery_query, keyset_page
+
+    query = gallery_query(user=user, params=params, queryset=asset_list_for_user(user, include_trashed=True))
+    queryset = query.queryset.defer("search_text").prefetch_related("tags")
+    return keyset_page(queryset, sort=query.sort, cursor=query.cursor, size=query.page_size)
+
+
+def tag_list_for_user(user: Any, *, with_counts: bool = False) -> QuerySet[Tag]:
+    """The user's tags by name. `with_counts` annotates `asset_count`, the assets outside the trash
+    carrying each tag: a grouped count over the user's tag links, so the API's tag list pays it,
+    never the gallery page."""
+    if not getattr(user, "is_authenticated", False):
+        return Tag.objects.none()
+    tags = Tag.objects.filter(owner=user).order_by("name")
+    if with_counts:
+        tags = tags.annotate(asset_count=Count("assets", filter=Q(assets__deleted_at__isnull=True)))
+    return tags

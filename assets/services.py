@@ -10,6 +10,7 @@ from django.db import transaction
 
 from assets.inspection import Inspection, inspect_file
 from assets.models import Asset, AssetSource
+from assets.previews import preview_enqueue
 from projects.models import Project
 
 CHUNK = 1024 * 1024
@@ -40,42 +41,77 @@ def asset_create(
     generation: Any = None,
     parent: Asset | None = None,
     metadata: dict[str, Any] | None = None,
+    keep_location: bool = False,
+    strict: bool | None = None,
 ) -> Asset:
     """Store one file as an asset of `project`. The type comes from the bytes; a refused file raises
-    `RefusedFile` and stores nothing. The file is streamed to storage in chunks (an upload larger than
-    FILE_UPLOAD_MAX_MEMORY_SIZE arrives as a temporary file, never wholly in memory).
+    `RefusedFile` (or `QuotaExceeded`) and stores nothing. The file is streamed to storage in chunks (an
+    upload larger than FILE_UPLOAD_MAX_MEMORY_SIZE arrives as a temporary file, never wholly in memory,
+    and is moved into local storage rather than copied).
+
+    Uploads (source=upload) get every check (assets.inspection, strict) and count against the owner's
+    storage quota; generated outputs are inspected for type and image safety but are never refused for
+    quota or for media that does not probe (see assets.quota). `strict` overrides the inspection's
+    strictness (asset_create_from_bytes: bytes the server made itself). Photos lose their GPS location unless
+    `keep_location` (assets.sanitise); the stored size and sha256 are those of the stored bytes.
 
     Inside a caller's transaction that later rolls back, the caller deletes `asset.file.name` (see
     generations.ingest), since Django has no on-rollback hook."""
-    inspection = inspect_file(fh, name=name, size=size)
+    from assets.quota import quota_check, quota_reserve
+    from assets.sanitise import location_remove
+
+    upload = source == AssetSource.UPLOAD
+    inspection = inspect_file(fh, name=name, size=size, strict=upload if strict is None else strict)
+    if upload:
+        quota_check(owner=project.owner, size=size)  # before writing anything
+    cleaned = None if keep_location else location_remove(fh, mime=inspection.mime)
+    content: Any = fh
+    extra: dict[str, Any] = {}
+    if cleaned is not None:
+        content, size = cleaned
+        extra["location_removed"] = True
+    if inspection.metadata:
+        extra["media"] = inspection.metadata
     made_by = {}
     if generation is not None:
         made_by = {"prompt": str((generation.inputs or {}).get("prompt") or ""), "model_id": generation.model_id,
                    "provider": generation.provider}
-    asset = Asset(
-        owner_id=project.owner_id,
-        project=project,
-        kind=inspection.kind,
-        name=_display_name(name, inspection),
-        mime=inspection.mime,
-        size=size,
-        sha256=_sha256(fh),
-        width=inspection.width,
-        height=inspection.height,
-        source=source,
-        generation=generation,
-        parent=parent,
-        metadata=metadata or {},
-        aspect=(inspection.width / inspection.height) if inspection.width and inspection.height else None,
-        **made_by,
-    )
-    asset.search_text = asset_search_text(asset)
-    asset.file.save(f"upload.{inspection.extension}", File(fh), save=False)
     try:
-        asset.save()
-    except BaseException:
-        default_storage.delete(asset.file.name)
-        raise
+        asset = Asset(
+            owner_id=project.owner_id,
+            project=project,
+            kind=inspection.kind,
+            name=_display_name(name, inspection),
+            mime=inspection.mime,
+            size=size,
+            sha256=_sha256(content),
+            width=inspection.width,
+            height=inspection.height,
+            duration=inspection.duration,
+            source=source,
+            generation=generation,
+            parent=parent,
+            metadata={**(metadata or {}), **extra},
+            aspect=(inspection.width / inspection.height) if inspection.width and inspection.height else None,
+            **made_by,
+        )
+        asset.search_text = asset_search_text(asset)
+        # A Django File (an upload) is passed as it is: FileSystemStorage moves a temporary upload into
+        # place instead of copying it.
+        asset.file.save(f"upload.{inspection.extension}", content if isinstance(content, File) else File(content),
+                        save=False)
+        try:
+            with transaction.atomic():
+                if upload:
+                    quota_reserve(owner=project.owner, size=size)  # again, under the owner's lock
+                asset.save()
+        except BaseException:
+            asset.file.storage.delete(asset.file.name)
+            raise
+    finally:
+        if cleaned is not None:
+            cleaned[0].close()
+    preview_enqueue(asset.pk)  # a worker makes the thumbnails after commit; the asset is usable meanwhile
     return asset
 
 
@@ -88,6 +124,9 @@ def asset_search_text(asset: Asset, tag_names: list[str] | None = None) -> str:
 
 
 def asset_create_from_bytes(*, project: Project, data: bytes, name: str, **kwargs: Any) -> Asset:
+    """Bytes the server made (seed data, demo projects, test fixtures), not a person's upload: inspected
+    without the strict checks unless `strict=True` is passed (a stand-in MP4 need not decode)."""
+    kwargs.setdefault("strict", False)
     return asset_create(project=project, fh=io.BytesIO(data), name=name, size=len(data), **kwargs)
 
 
@@ -101,16 +140,17 @@ def asset_files_delete_for_project(*, project: Project) -> None:
     transaction.on_commit(lambda: [default_storage.delete(n) for n in names if n])
 
 
-def asset_download_url(*, asset: Asset, request: Any = None) -> str:
-    """A URL the caller can fetch the file from: a presigned S3 URL when S3 is the storage, else our
-    own download endpoint, which checks access and serves the file as an attachment."""
+def asset_download_url(*, asset: Asset, request: Any = None, inline: bool = False) -> str:
+    """A URL the caller can fetch the file from: on S3 a presigned GET (AWS_QUERYSTRING_EXPIRE
+    seconds) whose response carries our Content-Disposition and sniffed Content-Type, else our own
+    download endpoint, which checks access and serves the file as an attachment. `inline` asks for
+    pictures, video and audio to be shown rather than saved (anything else stays an attachment)."""
     from django.urls import reverse
 
+    from assets.storage import presigned_url, presigns
+
     storage = asset.file.storage
-    if storage.__class__.__module__.startswith("storages."):
-        return storage.url(asset.file.name, parameters={
-            "ResponseContentDisposition": f'attachment; filename="{asset.name}"',
-            "ResponseContentType": asset.mime,
-        })
-    path = reverse("asset-download", kwargs={"pk": asset.pk})
+    if presigns(storage):
+        return presigned_url(storage, asset.file.name, filename=asset.name, mime=asset.mime, inline=inline)
+    path = reverse("asset-download", kwargs={"pk": asset.pk}) + ("?inline=1" if inline else "")
     return request.build_absolute_uri(path) if request is not None else path

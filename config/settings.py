@@ -183,6 +183,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "generations.tasks.provider_outcomes_prune",
         "schedule": timedelta(hours=6),
     },
+    # Assets in the trash for 30 days are deleted for good (assets.organise.assets_purge_trash).
+    "assets-purge-trash": {
+        "task": "assets.tasks.assets_purge_trash_task",
+        "schedule": timedelta(days=1),
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -195,16 +200,28 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every requ
 STATICFILES_DIRS = [BASE_DIR / "static"]
 AWS_STORAGE_BUCKET_NAME = os.environ.get("AWS_STORAGE_BUCKET_NAME", "")
 if AWS_STORAGE_BUCKET_NAME:
+    # Credentials come from boto3's own chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, an
+    # instance role). MediaS3Storage stores each object private with our sniffed ContentType and
+    # "attachment"; downloads are presigned GETs (docs/assets/storage-and-export.md).
     _media_storage = {
-        "BACKEND": "storages.backends.s3.S3Storage",
+        "BACKEND": "assets.storage.MediaS3Storage",
         "OPTIONS": {
             "bucket_name": AWS_STORAGE_BUCKET_NAME,
-            "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL") or None,
+            "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL") or None,  # MinIO, R2, any S3 protocol
             "region_name": os.environ.get("AWS_S3_REGION_NAME") or None,
-            "default_acl": None,
-            "querystring_auth": True,
-            "querystring_expire": env_int("AWS_QUERYSTRING_EXPIRE", 3600),
+            "addressing_style": os.environ.get("AWS_S3_ADDRESSING_STYLE") or None,  # "path" for most MinIO
+            "signature_version": "s3v4",
+            "default_acl": None,  # private: no public-read, the bucket policy decides
+            "querystring_auth": True,  # every URL is presigned
+            # SigV4 presigned URLs live at most 7 days.
+            "querystring_expire": min(env_int("AWS_QUERYSTRING_EXPIRE", 3600), 7 * 24 * 3600),
+            # A custom (CDN) domain would hand out unsigned URLs, on which S3 ignores the
+            # response-content-disposition/-type overrides. Off, whatever the environment says.
+            "custom_domain": None,
             "file_overwrite": False,
+            # django-storages reads an S3 file by downloading it into a SpooledTemporaryFile; with its
+            # default of 0 that stays in memory whatever its size. Past this it spills to disk.
+            "max_memory_size": env_int("AWS_S3_MAX_MEMORY_SIZE", 8 * 1024 * 1024),
         },
     }
 else:
@@ -221,6 +238,12 @@ STORAGES = {
 }
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # larger uploads stream to a temporary file
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Larger uploads go to a temporary file through assets' handler, which stops writing a file as soon
+# as its type (from the first 8 KB) is refused or it passes its kind's size limit (docs/assets/uploads.md).
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler",
+                        "assets.upload_handlers.AssetUploadHandler"]
+# POST /api/v1/assets/export {"link": true} answers with a GET URL valid this long (assets/export.py).
+EXPORT_LINK_SECONDS = env_int("EXPORT_LINK_SECONDS", 600)
 
 # --- Accounts ----------------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -374,5 +397,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {"django.db.backends": {"level": "WARNING"},
+                # libvips reports every operation's internals at INFO (dozens of lines per thumbnail).
+                "pyvips": {"level": "WARNING"}},
 }

@@ -18,6 +18,7 @@ from accounts.services import (
     provider_key_save,
     remote_providers,
 )
+from assets.quota import storage_summary_for_user
 from config.errors import ServiceError
 from studio.forms import TokenForm
 from studio.views.budgets import budget_card_context, notifications_context
@@ -38,7 +39,8 @@ def _context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
     tokens = list(api_token_list_for_user(request.user))
     return {"tokens": tokens, "token_form": extra.pop("token_form", None) or TokenForm(),
             "provider_rows": _provider_rows(request.user, extra.pop("key_errors", None)),
-            **budget_card_context(request.user), **notifications_context(request.user), **extra}
+            **budget_card_context(request.user), **notifications_context(request.user),
+            "storage": storage_summary_for_user(request.user), **extra}
 
 
 @login_required

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -308,30 +308,58 @@ def generate(request: HttpRequest, project_id: uuid.UUID) -> HttpResponse:
 @login_required
 @require_POST
 def asset_upload(request: HttpRequest, project_id: uuid.UUID) -> HttpResponse:
+    """Upload one or more files (the `file` field, repeated). Three ways in, one service:
+    - upload.js sends each file on its own XMLHttpRequest (per-file progress) with Accept:
+      application/json, and gets 201 `{"id", "name", "url"}` or the API's error body
+      `{"error": {"code", "message"}}` with 400 (refused, quota) or 429 (rate limit), shown in place;
+    - htmx gets the asset grid back with the per-file errors at its top;
+    - a plain form post (no JavaScript) is redirected to the project page with a message per file.
+    Every file counts against the plan's daily upload limit, refused ones included."""
     project = project_get_for_user(request.user, project_id, write=True)
     uploads = request.FILES.getlist("file")
+    keep_location = request.POST.get("keep_location") in ("true", "on", "1")
+    wants_json = "application/json" in request.headers.get("Accept", "")
     errors: list[str] = []
-    created = 0
+    created: list[Any] = []
+    failure: ServiceError | RefusedFile | None = None
     if not uploads:
         errors.append("Choose a file to upload.")
+        failure = InvalidRequest("Choose a file to upload.", code="invalid", fields={"file": ["No file was sent."]})
     for upload in uploads:
         try:
             rate_limit_check(user=request.user, group="uploads")
         except RateLimited as exc:
             errors.append(exc.message)
+            failure = exc
             break
         try:
-            asset_create(project=project, fh=upload, name=upload.name or "upload", size=upload.size)
-        except RefusedFile as exc:
+            created.append(asset_create(project=project, fh=upload, name=upload.name or "upload", size=upload.size,
+                                        keep_location=keep_location))
+        except (RefusedFile, ServiceError) as exc:
             errors.append(f"{upload.name}: {exc.message}")
-        else:
-            created += 1
+            failure = exc
+    if wants_json:
+        return _upload_json(created, failure)
     if request.htmx:
         ctx = _assets_context(project, _project_assets(request.user, project), upload_errors=errors,
-                              uploaded=created)
+                              uploaded=len(created))
         return render(request, f"{TEMPLATE}#asset-grid", ctx)
     for error in errors:
         messages.error(request, error)
     if created:
-        messages.success(request, f"Uploaded {created} file{'s' if created != 1 else ''}.")
+        messages.success(request, f"Uploaded {len(created)} file{'s' if len(created) != 1 else ''}.")
     return redirect(reverse("studio:project", kwargs={"project_id": project.pk}) + "#assets")
+
+
+def _upload_json(created: list[Any], failure: ServiceError | RefusedFile | None) -> JsonResponse:
+    """One file's outcome for upload.js, in the API's shapes (it sends one file per request)."""
+    if failure is not None and not created:
+        status = getattr(failure, "http_status", 400)
+        body: dict[str, Any] = {"code": failure.code, "message": failure.message}
+        extra = getattr(failure, "extra", None)
+        if extra:
+            body.update(extra)
+        return JsonResponse({"error": body}, status=status)
+    assets = [{"id": str(a.pk), "name": a.name, "kind": a.kind, "size": a.size,
+               "url": reverse("studio:asset", kwargs={"asset_id": a.pk})} for a in created]
+    return JsonResponse({**assets[0], "assets": assets} if len(assets) == 1 else {"assets": assets}, status=201)

@@ -1,0 +1,122 @@
+"""The trash on the web (list, restore, delete forever, empty), moving to the trash from the asset page,
+and the daily purge as a Celery task on the beat schedule."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.files.storage import default_storage
+from django.urls import reverse
+from django.utils import timezone
+from PIL import Image
+
+from assets.models import Asset
+from assets.organise import asset_trash
+from assets.services import asset_create_from_bytes
+from assets.tasks import assets_purge_trash_task
+from projects.services import project_create
+
+pytestmark = pytest.mark.django_db
+
+
+def image(project: Any, name: str, colour: tuple[int, int, int] = (200, 40, 90)) -> Asset:
+    buf = io.BytesIO()
+    Image.new("RGB", (20, 20), colour).save(buf, "PNG")
+    return asset_create_from_bytes(project=project, data=buf.getvalue(), name=name)
+
+
+def trashed(owner: Any, project: Any, name: str, colour: tuple[int, int, int] = (1, 2, 3), days_ago: int = 0) -> Asset:
+    asset = image(project, name, colour)
+    asset_trash(user=owner, asset_id=asset.pk)
+    if days_ago:
+        Asset.objects.filter(pk=asset.pk).update(deleted_at=timezone.now() - timedelta(days=days_ago))
+    asset.refresh_from_db()
+    return asset
+
+
+@pytest.fixture
+def signed_in(client: Any, owner: Any) -> Any:
+    client.force_login(owner)
+    return client
+
+
+def test_the_trash_lists_only_my_trashed_assets_with_the_day_they_go(signed_in: Any, owner: Any, outsider: Any,
+                                                                    project: Any) -> None:
+    gone = trashed(owner, project, "gone.png", days_ago=10)
+    image(project, "kept.png", (9, 9, 9))
+    theirs = project_create(owner=outsider, name="Theirs")
+    trashed(outsider, theirs, "their-trash.png")
+    html = signed_in.get(reverse("studio:trash")).text
+    assert "gone.png" in html and "kept.png" not in html and "their-trash.png" not in html
+    purge_day = (gone.deleted_at + timedelta(days=30)).strftime("%-d %b %Y")
+    assert "deleted for good on <time datetime=" in html and purge_day in html
+
+
+def test_the_empty_trash_says_so(signed_in: Any) -> None:
+    assert "The trash is empty." in signed_in.get(reverse("studio:trash")).text
+
+
+def test_moving_to_the_trash_from_the_asset_page_and_restoring_it(signed_in: Any, project: Any) -> None:
+    asset = image(project, "shot.png")
+    page = signed_in.get(reverse("studio:asset", args=[asset.pk]))
+    assert reverse("studio:asset-trash", args=[asset.pk]) in page.text
+    response = signed_in.post(reverse("studio:asset-trash", args=[asset.pk]))
+    assert response.status_code == 302 and response["Location"] == reverse("studio:project", args=[project.pk])
+    asset.refresh_from_db()
+    assert asset.deleted_at is not None
+    page = signed_in.get(reverse("studio:asset", args=[asset.pk]))
+    assert "In the trash since" in page.text and reverse("studio:asset-restore", args=[asset.pk]) in page.text
+    signed_in.post(reverse("studio:asset-restore", args=[asset.pk]), {"next": "trash"})
+    asset.refresh_from_db()
+    assert asset.deleted_at is None
+
+
+def test_delete_forever_needs_the_confirmation_then_removes_the_row_and_the_files(
+        signed_in: Any, owner: Any, project: Any, django_capture_on_commit_callbacks: Any) -> None:
+    asset = trashed(owner, project, "bye.png")
+    name = asset.file.name
+    signed_in.post(reverse("studio:trash-delete", args=[asset.pk]))
+    assert Asset.objects.filter(pk=asset.pk).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = signed_in.post(reverse("studio:trash-delete", args=[asset.pk]), {"confirm": "yes"})
+    assert response.status_code == 302
+    assert not Asset.objects.filter(pk=asset.pk).exists() and not default_storage.exists(name)
+
+
+def test_only_the_trash_deletes_forever(signed_in: Any, project: Any) -> None:
+    live = image(project, "live.png")
+    response = signed_in.post(reverse("studio:trash-delete", args=[live.pk]), {"confirm": "yes"})
+    assert response.status_code == 404 and Asset.objects.filter(pk=live.pk).exists()
+
+
+def test_empty_trash_deletes_only_the_trash(signed_in: Any, owner: Any, project: Any,
+                                            django_capture_on_commit_callbacks: Any) -> None:
+    for n in range(3):
+        trashed(owner, project, f"t{n}.png", (n, n, n))
+    kept = image(project, "kept.png", (50, 50, 50))
+    signed_in.post(reverse("studio:trash-empty"))
+    assert Asset.objects.count() == 4
+    with django_capture_on_commit_callbacks(execute=True):
+        signed_in.post(reverse("studio:trash-empty"), {"confirm": "yes"})
+    assert list(Asset.objects.values_list("pk", flat=True)) == [kept.pk]
+
+
+def test_the_daily_purge_task_deletes_what_has_been_in_the_trash_for_30_days(
+        owner: Any, project: Any, django_capture_on_commit_callbacks: Any) -> None:
+    old = trashed(owner, project, "old.png", days_ago=31)
+    recent = trashed(owner, project, "recent.png", (4, 4, 4), days_ago=29)
+    live = image(project, "live.png", (7, 7, 7))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert assets_purge_trash_task.apply().get() == 1
+    assert set(Asset.objects.values_list("pk", flat=True)) == {recent.pk, live.pk}
+    assert not default_storage.exists(old.file.name)
+
+
+def test_the_purge_is_on_the_beat_schedule_daily() -> None:
+    entry = django_settings.CELERY_BEAT_SCHEDULE["assets-purge-trash"]
+    assert entry["task"] == assets_purge_trash_task.name
+    assert entry["schedule"] == timedelta(days=1)
