@@ -10,4 +10,4 @@ RUN DEBUG=0 SECRET_KEY=collectstatic KEY_ENCRYPTION_KEYS=build:AAAAAAAAAAAAAAAAA
 RUN useradd --create-home studio && mkdir -p /app/var && chown studio /app/var
 USER studio
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--worker-class", "gthread", "--threads", "8", "--timeout", "120", "--access-logfile", "-"]

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
-from assets.gallery import ASPECTS, MAX_PAGE_SIZE, PAGE_SIZE, SORTS, thumbnail_path
+from assets.gallery import ASPECTS, MAX_PAGE_SIZE, PAGE_SIZE, SORTS, thumbnail_urls
 from assets.inspection import RefusedFile
 from assets.models import Asset, AssetKind, AssetSource
 from assets.organise import (
@@ -53,7 +53,7 @@ class AssetSerializer(serializers.ModelSerializer):
         return [tag.name for tag in obj.tags.all()]  # prefetched by the list
 
     def _thumbnail(self, obj: Asset, size: str) -> str | None:
-        path = thumbnail_path(obj, size)
+        path = thumbnail_urls(obj, api=True)[size]
         request = self.context.get("request")
         return request.build_absolute_uri(path) if path and request is not None else path
 

@@ -31,11 +31,10 @@ from django.db.models.expressions import Expression
 from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan, TupleLessThan, TupleLookupMixin
 from django.db.models.functions import Lower
 from django.db.models.lookups import Exact
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from assets.models import Asset, AssetKind, AssetSource, PreviewStatus
+from assets.models import Asset, AssetKind, AssetSource
 from config.errors import InvalidRequest
 from projects.selectors import project_get_for_user
 
@@ -420,12 +419,14 @@ def gallery_query(*, user: Any, params: Mapping[str, Any], queryset: QuerySet[As
 
 # --- presentation helpers shared by the API and the page ------------------------------------------------
 
-def thumbnail_path(asset: Asset, size: str) -> str | None:
-    """The thumbnail endpoint for an asset whose previews are made, else None (the client shows the
-    blurhash or a kind icon)."""
-    if asset.preview_status != PreviewStatus.READY:
-        return None
-    return f"{reverse('asset-detail', kwargs={'pk': asset.pk})}/thumbnail?size={size}"
+def thumbnail_urls(asset: Asset, *, api: bool = False) -> dict[str, str | None]:
+    """The asset's thumbnails by size ("small", "large"), None until the preview worker has made them
+    (the client shows the blurhash or a kind icon meanwhile). `api=True` gives the API's
+    `/api/v1/assets/{id}/thumbnail?size=…` URLs; otherwise the web app's preview route, which a page of
+    fifty tiles can load without spending the API rate limit. Both are versioned and cache for good."""
+    from assets.preview_views import asset_preview_urls
+
+    return asset_preview_urls(asset, api=api)
 
 
 _B83 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#$%*+,-.:;=?@[]^_{|}~"

@@ -27,6 +27,7 @@ from rest_framework.views import APIView
 from assets.models import Asset, PreviewStatus
 from assets.previews import content_type_for
 from assets.selectors import asset_get_for_user
+from assets.storage import presigned_url, presigns, protect
 from config.errors import InvalidRequest, ServiceError
 
 SIZES = {"small": "thumb_small", "large": "thumb_large", "preview": "preview"}
@@ -68,11 +69,12 @@ def preview_response(request: HttpRequest, asset: Asset, size: str) -> HttpRespo
     content_type = content_type_for(field.name)
     cache = IMMUTABLE if request.GET.get("v") == version else REVALIDATE
     storage = field.storage
-    if storage.__class__.__module__.startswith("storages."):
-        # Presigned, short-lived; the object store serves the bytes with the headers asked for here.
-        url = storage.url(field.name, parameters={"ResponseContentType": content_type, "ResponseCacheControl": cache,
-                                                  "ResponseContentDisposition": "inline"})
-        response: HttpResponse = HttpResponseRedirect(url)
+    stem = asset.name.rsplit(".", 1)[0] if "." in asset.name else asset.name
+    filename = f"{stem}-{size}.{field.name.rsplit('.', 1)[-1]}"
+    if presigns(storage):
+        # Short-lived and signed with our Content-Type and Content-Disposition; the object store serves it.
+        response: HttpResponse = HttpResponseRedirect(
+            presigned_url(storage, field.name, filename=filename, mime=content_type, inline=True))
         response["Cache-Control"] = "private, max-age=300"  # well inside the presigned URL's expiry
         return response
     etag = f'"{version}"'
@@ -80,18 +82,11 @@ def preview_response(request: HttpRequest, asset: Asset, size: str) -> HttpRespo
         response = HttpResponse(status=304)
     else:
         response = FileResponse(field.open("rb"), content_type=content_type)
-        stem = asset.name.rsplit(".", 1)[0] if "." in asset.name else asset.name
-        response["Content-Disposition"] = f'inline; filename="{_ascii(stem)}-{size}.{field.name.rsplit(".", 1)[-1]}"'
+    # The download's stance: served as exactly this image type, never sniffed, run or framed as a page.
+    protect(response, filename=filename, inline=True)
     response["ETag"] = etag
     response["Cache-Control"] = cache
-    # Same stance as the download: served as exactly this image type, never run or framed as a page.
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response
-
-
-def _ascii(text: str) -> str:
-    return "".join(ch if ch.isascii() and ch.isprintable() and ch not in '"\\' else "_" for ch in text)[:100]
 
 
 def asset_preview_urls(asset: Asset, *, api: bool = False) -> dict[str, str | None]:

@@ -265,9 +265,13 @@ def _local_copy(asset: Asset) -> Iterator[str]:
             raise FileNotFoundError(path)
         yield path
         return
+    from assets.storage import open_stored
+
     suffix = "." + asset.file.name.rsplit(".", 1)[-1] if "." in asset.file.name else ""
     with tempfile.NamedTemporaryFile(prefix="preview-", suffix=suffix) as tmp:
-        with storage.open(asset.file.name, "rb") as src:
+        # open_stored reads the object's body as it arrives (django-storages' own open() would first
+        # spool the whole object into a temporary file of its own).
+        with open_stored(asset.file.name, storage) as src:
             shutil.copyfileobj(src, tmp, CHUNK)
         tmp.flush()
         yield tmp.name

@@ -4,10 +4,11 @@ What counts: the sum of `Asset.size` (the original files) of everything a user o
 included until it is purged (a trashed file still takes space). Previews and thumbnails are not
 counted: the studio makes them, and they are a few percent of the originals.
 
-The sum is one aggregate over the `assets_owner_recent` index (owner, -created_at, -id): an index
-range scan on the owner plus the rows' `size`. At 100,000 assets of one user it takes about 30 ms on
-PostgreSQL and 20 ms on SQLite (measured in docs/assets/uploads.md), and it runs once per upload; a
-cached counter would have to be kept right by every create, purge and project delete.
+The sum is one aggregate over the user's rows, found by an owner-leading index (`assets_owner_recent`,
+or the owner foreign key's): at 100,000 assets of one user it takes about 30 ms on SQLite and 60 ms on
+PostgreSQL (docs/assets/uploads.md), twice per upload. A cached counter would be faster to read but
+would have to be kept right by every create, purge, project delete and admin edit; an (owner, size)
+index would make it an index-only scan if it ever matters.
 
 The quota is the plan's `storage_quota_mb` (MiB; empty means unlimited), read at each check, so a
 plan change applies to the next upload.

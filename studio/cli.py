@@ -72,6 +72,8 @@ class Progress:
         self.drawn = 0.0
 
     def advance(self, count: int) -> None:
+        if not count:
+            return
         self.done += count
         now = time.monotonic()
         if self.enabled and (now - self.drawn > 0.1 or (self.total and self.done >= self.total)):

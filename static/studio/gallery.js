@@ -151,6 +151,7 @@
     };
     add("csrfmiddlewaretoken", bulk.querySelector("[name=csrfmiddlewaretoken]").value);
     add("action", "download");
+    add("next", bulk.querySelector("[name=next]").value);
     boxes().filter((box) => box.checked).forEach((box) => add("assets", box.value));
     document.body.appendChild(post);
     post.submit();
@@ -344,6 +345,11 @@
     updateSelection();
   }
 
+  // The filter bar pushes its URL; the bulk bar comes back to it (and so does a refused download).
+  document.addEventListener("htmx:pushedIntoHistory", () => {
+    const next = form()?.querySelector("[name=next]");
+    if (next) next.value = location.pathname + location.search;
+  });
   document.addEventListener("htmx:load", (e) => paintPlaceholders(e.detail.elt.parentNode || document));
   document.addEventListener("htmx:afterSettle", () => {
     updateSelection();

@@ -25,7 +25,7 @@ from django.urls import NoReverseMatch, Resolver404, resolve, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from assets.gallery import ASPECTS, SORTS, blurhash_average, thumbnail_path
+from assets.gallery import ASPECTS, SORTS, blurhash_average, thumbnail_urls
 from assets.models import Asset, AssetKind, AssetSource
 from assets.organise import assets_bulk
 from assets.selectors import asset_gallery_for_user, tag_list_for_user
@@ -81,8 +81,8 @@ def _query(params: QueryDict, **changes: Any) -> str:
 
 def _decorate(assets: list[Asset], project_names: dict[uuid.UUID, str]) -> None:
     for asset in assets:
-        asset.thumb_small_url = thumbnail_path(asset, "small")
-        asset.thumb_large_url = thumbnail_path(asset, "large")
+        thumbnails = thumbnail_urls(asset)
+        asset.thumb_small_url, asset.thumb_large_url = thumbnails["small"], thumbnails["large"]
         # Until the worker has made the previews, an image is shown from its original.
         asset.original_url = (f"{reverse('asset-download', kwargs={'pk': asset.pk})}?inline=1"
                               if asset.kind == AssetKind.IMAGE and asset.preview_status in ("pending", "ready")
@@ -156,9 +156,10 @@ def _render_gallery(request: HttpRequest, params: QueryDict, *, project: Project
 
 
 def _export_url() -> str:
-    """Where "Download" posts the selection: the export API (POST /api/v1/assets/export, session
-    auth and CSRF) when it is installed, else the studio's own export route, else nothing."""
-    for name in ("asset-export", "studio:export-selection"):
+    """Where "Download" posts the selection (`assets` repeated, and `next` to come back to with the
+    reason if it is refused): the studio's export route, which streams the ZIP as an attachment; the
+    export API as a fallback (session auth and CSRF work there too, but its errors are JSON)."""
+    for name in ("studio:export-selection", "asset-export"):
         try:
             return reverse(name)
         except NoReverseMatch:

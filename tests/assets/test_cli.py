@@ -109,3 +109,22 @@ def test_it_runs_as_a_module_and_needs_a_token(tmp_path: Path) -> None:
     missing = subprocess.run([sys.executable, "-m", "studio.cli", "assets"], cwd=ROOT, env=env, capture_output=True,
                              text=True, timeout=60)
     assert missing.returncode == 2 and "No API token" in missing.stderr
+
+
+def test_the_progress_line_shows_on_a_terminal_only() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    shown = Terminal()
+    progress = cli.Progress("clip.mp4", 4 * 1024 * 1024, stream=shown)
+    reader = cli.ProgressReader(io.BytesIO(bytes(4 * 1024 * 1024)), progress)
+    while reader.read(1024 * 1024):
+        pass
+    progress.finish()
+    assert "\rclip.mp4  4.0 MB / 4.0 MB 100%" in shown.getvalue() and shown.getvalue().endswith("\n")
+    piped = io.StringIO()
+    quiet = cli.Progress("clip.mp4", 10, stream=piped)
+    quiet.advance(10)
+    quiet.finish()
+    assert piped.getvalue() == ""

@@ -259,7 +259,8 @@ def test_an_asset_shows_its_organisation_and_thumbnails_once_previews_exist(owne
                                                                             project: Any) -> None:
     pending = make_asset(owner, project, name="a.png", tags=["b", "a"], notes="keep", rating=3, favourite=True,
                          prompt="moon", model_id="local/sketch", provider="local", blurhash="LEHV6nWB2yk8pyo0adR*.7kCMdnj")
-    ready = make_asset(owner, project, name="b.png", preview_status="ready")
+    ready = make_asset(owner, project, name="b.png", preview_status="ready", thumb_small="previews/b-small.webp",
+                       thumb_large="previews/b-large.webp")
     rows = {row["id"]: row for row in owner_api.get("/api/v1/assets").json()["results"]}
     row = rows[str(pending.pk)]
     assert row["tags"] == ["a", "b"]
@@ -269,8 +270,11 @@ def test_an_asset_shows_its_organisation_and_thumbnails_once_previews_exist(owne
     assert row["blurhash"] == "LEHV6nWB2yk8pyo0adR*.7kCMdnj"
     assert row["deleted_at"] is None
     ready_row = rows[str(ready.pk)]
-    assert ready_row["thumbnail_small_url"] == f"http://testserver/api/v1/assets/{ready.pk}/thumbnail?size=small"
-    assert ready_row["thumbnail_large_url"] == f"http://testserver/api/v1/assets/{ready.pk}/thumbnail?size=large"
+    # The thumbnail endpoint's versioned URLs (assets.preview_views), cached for good by the client.
+    assert ready_row["thumbnail_small_url"].startswith(
+        f"http://testserver/api/v1/assets/{ready.pk}/thumbnail?size=small&v=")
+    assert ready_row["thumbnail_large_url"].startswith(
+        f"http://testserver/api/v1/assets/{ready.pk}/thumbnail?size=large&v=")
 
 
 # --- changes ---------------------------------------------------------------------------------------------

@@ -130,13 +130,15 @@ def test_the_filter_bar_gets_the_results_fragment_from_htmx(web: Client, owner: 
 
 def test_tiles_show_thumbnails_when_ready_the_original_meanwhile_and_the_blurhash_colour(
         web: Client, owner: Any, project: Any) -> None:
-    ready = make_asset(owner, project, name="ready.png", preview_status="ready", blurhash="LEHV6nWB2yk8pyo0adR*.7kCMdnj")
+    ready = make_asset(owner, project, name="ready.png", preview_status="ready", blurhash="LEHV6nWB2yk8pyo0adR*.7kCMdnj",
+                       thumb_small="previews/r-small.webp", thumb_large="previews/r-large.webp")
     pending = make_asset(owner, project, name="pending.png")
     audio = make_asset(owner, project, name="a.mp3", kind="audio", mime="audio/mpeg", preview_status="none",
                        width=None, height=None)
     html = web.get("/gallery/").content.decode()
-    assert f'src="/api/v1/assets/{ready.pk}/thumbnail?size=small"' in html
-    assert f'data-full="/api/v1/assets/{ready.pk}/thumbnail?size=large"' in html
+    # The web app's preview route (no API rate limit for fifty tiles), versioned for caching.
+    assert f'src="/previews/{ready.pk}/small?v=' in html
+    assert f'data-full="/previews/{ready.pk}/large?v=' in html
     assert 'data-blurhash="LEHV6nWB2yk8pyo0adR*.7kCMdnj"' in html and "background-color: #979695" in html
     assert f'src="/api/v1/assets/{pending.pk}/download?inline=1"' in html
     audio_tile = html[html.index(f'data-id="{audio.pk}"'):]
@@ -215,6 +217,12 @@ def test_bulk_with_htmx_answers_with_the_status_line_and_reloads_the_results_on_
     failed = web.post("/gallery/bulk", {"assets": [str(asset.pk)], "action": "move", "project": "nope"}, **HTMX)
     assert failed.status_code == 200 and "HX-Trigger" not in failed
     assert "alert-error" in failed.content.decode()
+
+
+def test_download_posts_the_selection_to_the_export(web: Client, owner: Any, project: Any) -> None:
+    make_asset(owner, project)
+    html = web.get("/gallery/").content.decode()
+    assert 'value="download" class="small" formaction="/export" data-bulk-download' in html
 
 
 def test_bulk_never_redirects_off_site(web: Client, owner: Any, project: Any) -> None:

@@ -424,6 +424,7 @@ def test_the_thumbnail_is_served_to_the_owner_only(owner: Any, outsider: Any, ow
     response = owner_api.get(url, {"size": "large"})
     assert response.status_code == 200 and response["Content-Type"] == "image/webp"
     assert response["X-Content-Type-Options"] == "nosniff" and response["Cache-Control"] == "private, no-cache"
+    assert response["Content-Disposition"].startswith("inline;")
     body = b"".join(response.streaming_content)
     assert dims(pyvips.Image.new_from_buffer(body, "")) == (800, 600)
     assert owner_api.get(url, {"size": "large"}, HTTP_IF_NONE_MATCH=response["ETag"]).status_code == 304
@@ -496,6 +497,7 @@ def test_with_s3_the_original_is_streamed_to_a_temporary_file_and_previews_redir
     assert response.status_code == 302 and response["Location"].startswith(s3["endpoint"])
     fetched = httpx.get(response["Location"])
     assert fetched.status_code == 200 and fetched.headers["content-type"] == "image/webp"
+    assert fetched.headers["content-disposition"].startswith("inline;")
     assert dims(pyvips.Image.new_from_buffer(fetched.content, "")) == (800, 600)
 
 

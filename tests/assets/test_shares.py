@@ -265,6 +265,8 @@ def test_a_password_link_asks_first_and_serves_nothing_until_unlocked(client: An
     prompt = client.get(shared_url(share))
     assert prompt.status_code == 200 and "Password required" in prompt.text and "secret.png" not in prompt.text
     assert prompt["Cache-Control"] == "no-store"
+    # The prompt posts a form: under no-referrer browsers send `Origin: null`, which CSRF refuses.
+    assert prompt["Referrer-Policy"] == "same-origin" and prompt["X-Robots-Tag"] == "noindex, nofollow"
     assert client.get(file_url(share, asset)).status_code == 404
     wrong = client.post(shared_url(share), {"password": "guess"})
     assert wrong.status_code == 400 and "not the password" in wrong.text
@@ -272,6 +274,7 @@ def test_a_password_link_asks_first_and_serves_nothing_until_unlocked(client: An
     assert right.status_code == 302 and right["Location"] == shared_url(share)
     page = client.get(shared_url(share))
     assert "secret.png" in page.text and page["Cache-Control"] == "no-store"
+    assert page["Referrer-Policy"] == "no-referrer"
     served = client.get(file_url(share, asset))
     assert served.status_code == 200 and served["Cache-Control"] == "no-store"
     share.refresh_from_db()
@@ -335,3 +338,49 @@ def test_sharing_from_the_asset_page_comes_back_to_it(client: Any, owner: Any, p
     assert evil["Location"] == reverse("studio:shares")
     project_share = client.post(reverse("studio:share-create"), {"target": "project", "target_id": str(project.pk)})
     assert project_share.status_code == 302 and ShareLink.objects.filter(project=project).exists()
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(180)
+def test_in_a_browser_a_visitor_unlocks_a_password_link_and_sees_the_picture(
+        live_server: Any, owner: Any, project: Any, tmp_path: Any) -> None:
+    """The whole public path as a browser takes it: the CSRF-protected prompt under the page's own
+    referrer policy, the session that remembers the unlock, and the image loading under the page's CSP."""
+    import shutil
+    from pathlib import Path
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+    if not (Path(chromium).exists() and Path(driver_path).exists()):
+        pytest.fail("Chromium and chromedriver are required: `make browser-deps` installs Debian's packages.")
+    asset = image(project, "secret.png")
+    share = share_create(user=owner, target="asset", target_id=asset.pk, password="open sesame")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--window-size=412,915", f"--user-data-dir={tmp_path / 'chrome'}"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    try:
+        browser.get(f"{live_server.url}{shared_url(share)}")
+        wait = WebDriverWait(browser, 30)
+        browser.find_element(By.NAME, "password").send_keys("wrong one")
+        browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, ".alert-error"), "not the password"))
+        browser.find_element(By.NAME, "password").send_keys("open sesame")
+        browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        picture = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".shared-preview img")))
+        wait.until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0",
+                                              picture))
+        assert browser.find_element(By.TAG_NAME, "h1").text == "secret.png"
+    finally:
+        browser.quit()
+    share.refresh_from_db()
+    assert share.view_count == 1

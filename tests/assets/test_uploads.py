@@ -450,3 +450,73 @@ def test_zlib_in_a_png_is_bounded_by_the_declared_size(project: Any) -> None:
     asset = create(project, data, "bomb.png")
     assert time.perf_counter() - started < 2
     assert (asset.width, asset.height) == (width, height)
+
+
+# --- the uploader in a browser -------------------------------------------------------------------------------
+
+DROP_FILES = """
+const [selector, files] = arguments;
+const transfer = new DataTransfer();
+for (const [name, base64] of files) {
+  const bytes = Uint8Array.from(atob(base64), c => c.charCodeAt(0));
+  transfer.items.add(new File([bytes], name));
+}
+const zone = document.querySelector(selector);
+zone.dispatchEvent(new DragEvent("dragenter", {bubbles: true, cancelable: true, dataTransfer: transfer}));
+zone.dispatchEvent(new DragEvent("drop", {bubbles: true, cancelable: true, dataTransfer: transfer}));
+"""
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(180)
+@pytest.mark.django_db(transaction=True)
+def test_in_a_browser_files_dropped_or_chosen_upload_with_progress_and_errors_in_place(
+        live_server: Any, client: Any, owner: Any, project: Any, tmp_path: Path) -> None:
+    import base64
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    chromium, driver_path = shutil.which("chromium") or "/usr/bin/chromium", shutil.which("chromedriver")
+    if not (Path(chromium).exists() and driver_path):
+        pytest.fail("Chromium and chromedriver are required: `make browser-deps` installs Debian's packages.")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--window-size=412,915", f"--user-data-dir={tmp_path / 'chrome'}"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    try:
+        client.force_login(owner)
+        browser.get(f"{live_server.url}/accounts/login/")
+        browser.add_cookie({"name": "sessionid", "value": client.cookies["sessionid"].value, "path": "/"})
+        browser.get(f"{live_server.url}/p/{project.pk}/")
+        wait = WebDriverWait(browser, 60)
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "[data-upload]").get_attribute("data-upload-ready"))
+
+        # Dropped: one good image and one HTML page named .png.
+        files = [("drop.png", base64.b64encode(png_bytes()).decode()),
+                 ("evil.png", base64.b64encode(b"<html><script>alert(1)</script></html>").decode())]
+        browser.execute_script(DROP_FILES, ".drop-zone", files)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".upload-item[data-state=done], "
+                                                                  ".upload-item[data-state=failed]")) == 2)
+        failed = browser.find_element(By.CSS_SELECTOR, ".upload-item[data-state=failed]")
+        assert failed.find_element(By.CSS_SELECTOR, ".upload-name").text == "evil.png"
+        assert "HTML, SVG or XML markup" in failed.find_element(By.CSS_SELECTOR, ".upload-status").text
+        done = browser.find_element(By.CSS_SELECTOR, ".upload-item[data-state=done]")
+        assert done.find_element(By.CSS_SELECTOR, "progress").get_attribute("value") == "100"
+        # The grid is fetched again through htmx once every file has finished.
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#asset-grid .asset-tile[title="drop.png"]'))
+
+        # Chosen with the file picker: the upload starts on change.
+        chosen = tmp_path / "chosen.fountain"
+        chosen.write_bytes(FOUNTAIN)
+        browser.find_element(By.CSS_SELECTOR, ".drop-input").send_keys(str(chosen))
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#asset-grid .asset-tile[title="chosen.fountain"]'))
+        assert sorted(Asset.objects.values_list("name", flat=True)) == ["chosen.fountain", "drop.png"]
+    finally:
+        browser.quit()
