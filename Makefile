@@ -83,6 +83,8 @@ bench: install
 	$(PY) bench/run.py
 	STUDIO_VAR_DIR=var/bench/adapters $(PY) bench/adapters.py
 	$(PY) bench/ledger.py
+	$(PY) bench/previews.py
+	$(PY) bench/export.py
 
 schema: install
 	$(PY) manage.py spectacular --validate --fail-on-warn --file docs/openapi.yaml

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-import django_filters
-from django import forms
 from django.db import connections
 from django.db.models import BooleanField, Exists, F, Func, OuterRef, PositiveSmallIntegerField, Q, QuerySet
 from django.db.models.expressions import Expression
@@ -243,155 +241,195 @@ def search_filter(queryset: QuerySet[Asset], text: str) -> QuerySet[Asset]:
     return queryset.filter(condition)
 
 
-# --- filters -------------------------------------------------------------------------------------------
+# --- parameters and filters ----------------------------------------------------------------------------
+#
+# Parsed by hand rather than with a django-filter FilterSet: a FilterSet deep-copies its filters and
+# builds a form on every request, which cost more than the page query itself (bench/gallery.py).
 
-class StrictBooleanField(forms.Field):
-    """true/false (also 1/0, yes/no, on/off); anything else is an error rather than "no filter"."""
-
-    TRUE, FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
-
-    def to_python(self, value: Any) -> bool | None:
-        if value in (None, ""):
-            return None
-        text = str(value).strip().lower()
-        if text in self.TRUE:
-            return True
-        if text in self.FALSE:
-            return False
-        raise forms.ValidationError("Expected true or false.")
+class BadValue(ValueError):
+    pass
 
 
-class StrictBooleanFilter(django_filters.Filter):
-    field_class = StrictBooleanField
+def _choice(choices: list[str]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise BadValue(f"Expected one of: {', '.join(choices)}.")
+        return text
+    return parse
 
 
-class IntegerFilter(django_filters.NumberFilter):
-    field_class = forms.IntegerField
+def _boolean(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise BadValue("Expected true or false.")
 
 
-class DateBoundField(forms.Field):
-    """A date (YYYY-MM-DD, the whole day in the site's time zone) or an ISO 8601 date-time."""
-
-    def to_python(self, value: Any) -> datetime | date | None:
-        if value in (None, ""):
-            return None
-        text = str(value).strip()
+def _integer(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
         try:
-            # A bare date first: parse_datetime would read "2025-03-18" as its midnight.
-            day = parse_date(text) if len(text) == 10 else None
-            if day is not None:
-                return day
-            moment = parse_datetime(text)
+            value = int(text)
         except ValueError:
-            moment = None
-        if moment is None:
-            raise forms.ValidationError("Expected a date (YYYY-MM-DD) or an ISO 8601 date-time.")
-        return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
+            raise BadValue("Expected a whole number.") from None
+        if not low <= value <= high:
+            raise BadValue(f"Expected a whole number from {low} to {high}.")
+        return value
+    return parse
 
 
-class DateBoundFilter(django_filters.Filter):
-    field_class = DateBoundField
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadValue("Expected a number.") from None
+    if not 0 <= value < 1e6:  # also refuses nan and inf
+        raise BadValue("Expected a number of 0 or more.")
+    return value
 
 
-class NamesField(forms.Field):
-    """A repeatable parameter (`tag=a&tag=b`): a list of names."""
-
-    widget = forms.MultipleHiddenInput
-
-    def to_python(self, value: Any) -> list[str]:
-        if not value:
-            return []
-        if isinstance(value, str):  # a plain dict of parameters rather than a QueryDict
-            value = [value]
-        names = list(dict.fromkeys(v.strip().lstrip("#") for v in value if isinstance(v, str) and v.strip()))
-        if len(names) > MAX_TAG_FILTERS:
-            raise forms.ValidationError(f"At most {MAX_TAG_FILTERS} tags.")
-        if any(len(n) > 64 for n in names):
-            raise forms.ValidationError("A tag is at most 64 characters.")
-        return names
+def _uuid(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise BadValue("Expected an id (a UUID).") from None
 
 
-class NamesFilter(django_filters.Filter):
-    field_class = NamesField
+def _text(max_length: int) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if len(text) > max_length:
+            raise BadValue(f"At most {max_length} characters.")
+        return text
+    return parse
+
+
+def _date_bound(text: str) -> datetime | date:
+    """A date (YYYY-MM-DD, the whole day in the site's time zone) or an ISO 8601 date-time."""
+    try:
+        # A bare date first: parse_datetime would read "2025-03-18" as its midnight.
+        day = parse_date(text) if len(text) == 10 else None
+        if day is not None:
+            return day
+        moment = parse_datetime(text)
+    except ValueError:
+        moment = None
+    if moment is None:
+        raise BadValue("Expected a date (YYYY-MM-DD) or an ISO 8601 date-time.")
+    return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
+
+
+def _tag_names(values: list[str]) -> list[str]:
+    names = list(dict.fromkeys(v.strip().lstrip("#") for v in values if v.strip().lstrip("#")))
+    if len(names) > MAX_TAG_FILTERS:
+        raise BadValue(f"At most {MAX_TAG_FILTERS} tags.")
+    if any(len(n) > 64 for n in names):
+        raise BadValue("A tag is at most 64 characters.")
+    return names
+
+
+ASPECTS = [("landscape", "Landscape"), ("portrait", "Portrait"), ("square", "Square")]
+# name -> how one value is read. `tag` repeats (every value is kept); the rest take their last value.
+PARAMETERS: dict[str, Callable[[str], Any]] = {
+    "project": _uuid,
+    "kind": _choice(AssetKind.values),
+    "source": _choice(AssetSource.values),
+    "model": _text(120),
+    "provider": _text(40),
+    "favourite": _boolean,
+    "rating_gte": _integer(1, 5),
+    "created_after": _date_bound,
+    "created_before": _date_bound,
+    "aspect": _choice([value for value, _ in ASPECTS]),
+    "aspect_min": _positive_number,
+    "aspect_max": _positive_number,
+    "q": _text(MAX_QUERY_LENGTH),
+    "trashed": _boolean,
+    "sort": _choice(list(SORTS)),
+    "cursor": _text(1000),
+    "page_size": _integer(1, MAX_PAGE_SIZE),
+}
+
+
+def _values(params: Mapping[str, Any], name: str) -> list[str]:
+    if hasattr(params, "getlist"):
+        raw = params.getlist(name)
+    else:
+        raw = params.get(name)
+        raw = [] if raw is None else raw if isinstance(raw, list | tuple) else [raw]
+    return [str(v).strip() for v in raw]
+
+
+def gallery_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The gallery's query parameters, checked: every bad one is reported, by name, in one
+    InvalidRequest. Empty values mean "no filter"; unknown names are ignored."""
+    cleaned: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
+    for name, parse in PARAMETERS.items():
+        values = [v for v in _values(params, name) if v]
+        if not values:
+            continue
+        try:
+            cleaned[name] = parse(values[-1])
+        except BadValue as exc:
+            errors[name] = [str(exc)]
+    try:
+        tags = _tag_names(_values(params, "tag"))
+        if tags:
+            cleaned["tag"] = tags
+    except BadValue as exc:
+        errors["tag"] = [str(exc)]
+    if errors:
+        first = next(iter(errors))
+        raise InvalidRequest(f"{first}: {errors[first][0]}", fields=errors)
+    return cleaned
 
 
 def _start_of(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
 
-ASPECTS = [("landscape", "Landscape"), ("portrait", "Portrait"), ("square", "Square")]
-
-
-class GalleryFilter(django_filters.FilterSet):
-    """The gallery's query parameters. Every value is checked: a bad one is a 400 naming the field."""
-
-    project = django_filters.UUIDFilter(method="filter_project")
-    kind = django_filters.ChoiceFilter(choices=AssetKind.choices)
-    source = django_filters.ChoiceFilter(choices=AssetSource.choices)
-    model = django_filters.CharFilter(field_name="model_id", max_length=120)
-    provider = django_filters.CharFilter(field_name="provider", max_length=40)
-    tag = NamesFilter(method="filter_tags")
-    favourite = StrictBooleanFilter(field_name="favourite")
-    rating_gte = IntegerFilter(field_name="rating", lookup_expr="gte", min_value=1, max_value=5)
-    created_after = DateBoundFilter(method="filter_created_after")
-    created_before = DateBoundFilter(method="filter_created_before")
-    aspect = django_filters.ChoiceFilter(choices=ASPECTS, method="filter_aspect")
-    aspect_min = django_filters.NumberFilter(field_name="aspect", lookup_expr="gte", min_value=0)
-    aspect_max = django_filters.NumberFilter(field_name="aspect", lookup_expr="lte", min_value=0)
-    q = django_filters.CharFilter(method="filter_search", max_length=MAX_QUERY_LENGTH)
-    trashed = StrictBooleanFilter(method="filter_nothing")
-    # Not filters, but parameters of the same request, checked and reported with them.
-    sort = django_filters.ChoiceFilter(choices=[(s.name, s.label) for s in SORTS.values()], method="filter_nothing")
-    cursor = django_filters.CharFilter(method="filter_nothing", max_length=1000)
-    page_size = IntegerFilter(method="filter_nothing", min_value=1, max_value=MAX_PAGE_SIZE)
-
-    class Meta:
-        model = Asset
-        fields: list[str] = []
-
-    def __init__(self, data: Any, *, user: Any, queryset: QuerySet[Asset]) -> None:
-        super().__init__(data, queryset=queryset)
-        self.user = user
-
-    def filter_queryset(self, queryset: QuerySet[Asset]) -> QuerySet[Asset]:
-        # The trash is a list of its own: `trashed=true` shows only it, anything else only the rest.
-        queryset = queryset.filter(deleted_at__isnull=not self.form.cleaned_data.get("trashed"))
-        return super().filter_queryset(queryset)
-
-    def filter_nothing(self, queryset: QuerySet[Asset], name: str, value: Any) -> QuerySet[Asset]:
-        return queryset
-
-    def filter_project(self, queryset: QuerySet[Asset], name: str, value: uuid.UUID) -> QuerySet[Asset]:
+def gallery_filter(queryset: QuerySet[Asset], *, user: Any, cleaned: dict[str, Any]) -> QuerySet[Asset]:
+    """Apply checked parameters to the user's assets (trash included: `trashed` picks the side)."""
+    # The trash is a list of its own: `trashed=true` shows only it, anything else only the rest.
+    queryset = queryset.filter(deleted_at__isnull=not cleaned.get("trashed"))
+    if "project" in cleaned:
         # Through the access funnel: another user's project is a 404, as on every route.
-        return queryset.filter(project=project_get_for_user(self.user, value))
-
-    def filter_tags(self, queryset: QuerySet[Asset], name: str, value: list[str]) -> QuerySet[Asset]:
-        # Every tag named must be on the asset (tag=a&tag=b narrows). EXISTS per tag keeps the outer
-        # query on its keyset index, and LOWER(name) matches the tags' unique index.
-        through = Asset.tags.through
-        for tag in value:
-            queryset = queryset.filter(Exists(through.objects.filter(
-                Exact(Lower("tag__name"), tag.lower()), asset_id=OuterRef("pk"), tag__owner=self.user)))
-        return queryset
-
-    def filter_created_after(self, queryset: QuerySet[Asset], name: str, value: Any) -> QuerySet[Asset]:
-        return queryset.filter(created_at__gte=value if isinstance(value, datetime) else _start_of(value))
-
-    def filter_created_before(self, queryset: QuerySet[Asset], name: str, value: Any) -> QuerySet[Asset]:
+        queryset = queryset.filter(project=project_get_for_user(user, cleaned["project"]))
+    for name, field in (("kind", "kind"), ("source", "source"), ("model", "model_id"), ("provider", "provider"),
+                        ("favourite", "favourite")):
+        if name in cleaned:
+            queryset = queryset.filter(**{field: cleaned[name]})
+    if "rating_gte" in cleaned:
+        queryset = queryset.filter(rating__gte=cleaned["rating_gte"])
+    if "created_after" in cleaned:
+        after = cleaned["created_after"]
+        queryset = queryset.filter(created_at__gte=after if isinstance(after, datetime) else _start_of(after))
+    if "created_before" in cleaned:
         # A date includes its whole day; a date-time is an exclusive bound.
-        if not isinstance(value, datetime):
-            value = _start_of(value + timedelta(days=1))
-        return queryset.filter(created_at__lt=value)
-
-    def filter_aspect(self, queryset: QuerySet[Asset], name: str, value: str) -> QuerySet[Asset]:
-        if value == "landscape":
-            return queryset.filter(aspect__gt=SQUARE_TOLERANCE)
-        if value == "portrait":
-            return queryset.filter(aspect__lt=1 / SQUARE_TOLERANCE)
-        return queryset.filter(aspect__gte=1 / SQUARE_TOLERANCE, aspect__lte=SQUARE_TOLERANCE)
-
-    def filter_search(self, queryset: QuerySet[Asset], name: str, value: str) -> QuerySet[Asset]:
-        return search_filter(queryset, value)
+        before = cleaned["created_before"]
+        queryset = queryset.filter(created_at__lt=before if isinstance(before, datetime)
+                                   else _start_of(before + timedelta(days=1)))
+    aspect = cleaned.get("aspect")
+    if aspect == "landscape":
+        queryset = queryset.filter(aspect__gt=SQUARE_TOLERANCE)
+    elif aspect == "portrait":
+        queryset = queryset.filter(aspect__lt=1 / SQUARE_TOLERANCE)
+    elif aspect == "square":
+        queryset = queryset.filter(aspect__gte=1 / SQUARE_TOLERANCE, aspect__lte=SQUARE_TOLERANCE)
+    if "aspect_min" in cleaned:
+        queryset = queryset.filter(aspect__gte=cleaned["aspect_min"])
+    if "aspect_max" in cleaned:
+        queryset = queryset.filter(aspect__lte=cleaned["aspect_max"])
+    # Every tag named must be on the asset (tag=a&tag=b narrows). EXISTS per tag keeps the outer query
+    # on its keyset index, and LOWER(name) matches the tags' unique index.
+    through = Asset.tags.through
+    for tag in cleaned.get("tag", []):
+        queryset = queryset.filter(Exists(through.objects.filter(
+            Exact(Lower("tag__name"), tag.lower()), asset_id=OuterRef("pk"), tag__owner=user)))
+    if cleaned.get("q"):
+        queryset = search_filter(queryset, cleaned["q"])
+    return queryset
 
 
 @dataclass
@@ -404,17 +442,13 @@ class GalleryQuery:
 
 
 def gallery_query(*, user: Any, params: Mapping[str, Any], queryset: QuerySet[Asset]) -> GalleryQuery:
-    """Check `params` and apply them to `queryset` (the user's assets, trash included: the `trashed`
-    parameter picks the side). Raises InvalidRequest naming every bad field."""
-    filterset = GalleryFilter(params, user=user, queryset=queryset)
-    if not filterset.is_valid():
-        fields = {field: [str(e) for e in errors] for field, errors in filterset.errors.items()}
-        first = next(iter(fields))
-        raise InvalidRequest(f"{first}: {fields[first][0]}", fields=fields)
-    cleaned = filterset.form.cleaned_data
-    sort = SORTS[cleaned.get("sort") or DEFAULT_SORT]
+    """Check `params` and apply them to `queryset` (the user's assets, trash included). Raises
+    InvalidRequest naming every bad field."""
+    cleaned = gallery_params(params)
+    sort = SORTS[cleaned.get("sort", DEFAULT_SORT)]
     cursor = cursor_decode(cleaned["cursor"], sort) if cleaned.get("cursor") else None
-    return GalleryQuery(filterset.qs, sort, cursor, cleaned.get("page_size") or PAGE_SIZE, cleaned)
+    return GalleryQuery(gallery_filter(queryset, user=user, cleaned=cleaned), sort, cursor,
+                        cleaned.get("page_size", PAGE_SIZE), cleaned)
 
 
 # --- presentation helpers shared by the API and the page ------------------------------------------------

@@ -71,8 +71,9 @@ VIPS_LOADERS = {
 }
 
 # HTML or script inside an image: a polyglot. Every pattern is at least six bytes with a delimiter, so
-# random compressed pixel data matches one by chance about once in 10^4 of the largest images (50 MB;
-# 10^-6 for a typical 3 MB photo); a 4-byte pattern such as "<svg" would misfire on about one in ten.
+# random compressed pixel data matches one by chance about 8e-13 times per byte: once in 25,000 of the
+# largest images (50 MB), once in 400,000 typical 3 MB photos. "<svg" plus a delimiter (5 bytes) would
+# misfire on one 50 MB image in 400, and an SVG fragment in a raster image cannot run anyway.
 MARKUP = re.compile(
     rb"<(?:script|iframe|object|embed)[\s>/]|<(?:html|body)[\s>]|<!doctype\s+html|javascript:",
     re.IGNORECASE,
@@ -236,9 +237,25 @@ def iter_chunks(fh: IO[bytes], chunk: int = SCAN_CHUNK) -> Any:
 
 # --- images ----------------------------------------------------------------------------------------------
 
-def _check_image(fh: IO[bytes], result: Inspection, *, strict: bool) -> None:
+_vips_ready = False
+
+
+def _vips() -> Any:
+    """pyvips, set up once for a server: no operation cache (it would keep images, their sources and
+    open files, including moved or deleted temporary uploads, alive between requests; assets.previews
+    does the same in the worker) and no loaders libvips marks untrusted."""
+    global _vips_ready
     import pyvips
 
+    if not _vips_ready:
+        _vips_ready = True
+        pyvips.cache_set_max(0)
+        pyvips.block_untrusted_set(True)
+    return pyvips
+
+
+def _check_image(fh: IO[bytes], result: Inspection, *, strict: bool) -> None:
+    pyvips = _vips()
     loader = getattr(pyvips.Image, VIPS_LOADERS[result.mime])
     # Each source is held in a variable for as long as its image is used: libvips calls back into a
     # custom source lazily, and a collected one would be read after it is gone.

@@ -43,12 +43,15 @@ JPEG_APP1 = re.compile(rb"\xff\xe1(..)(Exif\x00\x00|" + re.escape(XMP_NAMESPACE)
                        + re.escape(XMP_EXTENSION) + rb")", re.DOTALL)
 JPEG_OVERLAP = 64
 # `exif:GPSLatitude="…"` attributes and `<exif:GPSLatitude>…</exif:GPSLatitude>` elements (any prefix).
-XMP_GPS_ATTRIBUTE = re.compile(rb"[\w.-]+:GPS\w*\s*=\s*(?:\"[^\"]*\"|'[^']*')")
-XMP_GPS_ELEMENT = re.compile(rb"<([\w.-]+:GPS\w*)\b[^>]*?(?:/>|>.*?</\1\s*>)", re.DOTALL)
+# Linear on hostile input: a name must start where a name can start (no quadratic retry inside a long
+# run of letters), and quoted values and tag bodies are bounded.
+XMP_GPS_ATTRIBUTE = re.compile(rb"(?<![\w.-])[\w.-]+:GPS\w*\s*=\s*(?:\"[^\"]{0,4096}\"|'[^']{0,4096}')")
+XMP_GPS_OPEN = re.compile(rb"<([\w.-]+:GPS\w*)\b[^>]{0,4096}?(/?)>")
+MAX_XMP_GPS_ELEMENTS = 256  # a real packet has a dozen; past this the whole packet is blanked
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_RAW_EXIF_KEYWORDS = {b"Raw profile type exif", b"Raw profile type APP1"}
 MAX_METADATA_BLOCK = 16 * 1024 * 1024  # a larger EXIF/XMP chunk is not metadata we can safely edit
-MAX_XMP_INFLATED = 16 * 1024 * 1024
+MAX_XMP_INFLATED = 4 * 1024 * 1024  # per PNG: compressed XMP beyond this is dropped without inflating it
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ def exif_without_gps(tiff: bytes) -> bytes | None:
                 gps = u32(entry + 8)
                 if gps is not None and _blank_ifd(buf, gps, u16, u32):
                     found = True
+                break  # one GPS pointer per IFD (tags are unique in an IFD)
         ifd = u32(ifd + 2 + 12 * count)
     return bytes(buf) if found else None
 
@@ -103,12 +107,14 @@ def _blank_ifd(buf: bytearray, offset: int, u16: Any, u32: Any) -> bool:
     count = u16(offset)
     if count is None:
         return False
-    for index in range(count):
+    # A GPS IFD defines about 30 tags with values of a few bytes; the caps bound the work a forged one
+    # can ask for (its entry count is set to 0 below either way, so nothing past them is referenced).
+    for index in range(min(count, 256)):
         entry = offset + 2 + 12 * index
         if entry + 12 > len(buf):
             break
         field_type, values = u16(entry + 2), u32(entry + 4)
-        size = TIFF_TYPE_SIZES.get(field_type, 1) * (values or 0)
+        size = min(TIFF_TYPE_SIZES.get(field_type, 1) * (values or 0), 1024 * 1024)
         if size > 4:
             value_at = u32(entry + 8) or 0
             end = min(len(buf), value_at + size)
@@ -122,11 +128,34 @@ def _blank_ifd(buf: bytearray, offset: int, u16: Any, u32: Any) -> bool:
 
 def xmp_without_gps(packet: bytes) -> bytes | None:
     """`packet` with every GPS property overwritten by spaces (same length, still well-formed XML), or
-    None when it has none."""
-    def spaces(match: re.Match[bytes]) -> bytes:
-        return b" " * (match.end() - match.start())
-
-    cleaned = XMP_GPS_ELEMENT.sub(spaces, XMP_GPS_ATTRIBUTE.sub(spaces, packet))
+    None when it has none. Each element's closing tag is looked for once per tag name, and a packet
+    with more GPS elements than any real one has is blanked whole (the bound on the work)."""
+    buf = bytearray(packet)
+    for match in XMP_GPS_ATTRIBUTE.finditer(packet):
+        buf[match.start():match.end()] = b" " * (match.end() - match.start())
+    opens = []
+    for match in XMP_GPS_OPEN.finditer(packet):
+        opens.append(match)
+        if len(opens) > MAX_XMP_GPS_ELEMENTS:
+            return b" " * len(packet)
+    unclosed: set[bytes] = set()
+    done_until = 0
+    for match in opens:
+        if match.start() < done_until:
+            continue  # inside an element already blanked
+        end = match.end()
+        if not match.group(2):  # not self-closing: blank through its closing tag
+            name = match.group(1)
+            if name in unclosed:
+                continue
+            close = re.compile(rb"</" + re.escape(name) + rb"\s*>").search(packet, match.end())
+            if close is None:
+                unclosed.add(name)
+                continue
+            end = close.end()
+        buf[match.start():end] = b" " * (end - match.start())
+        done_until = end
+    cleaned = bytes(buf)
     return cleaned if cleaned != packet else None
 
 
@@ -167,6 +196,8 @@ def _jpeg_patches(fh: IO[bytes]) -> list[Patch]:
                 continue
             length = struct.unpack(">H", match.group(1))[0]
             header = match.group(2)
+            if length < 2 + len(header):
+                continue  # not a real segment (its length could not even hold its own header)
             segment = _read_at(fh, start + 4, length - 2)
             done_until = start + 2 + length
             if header == b"Exif\x00\x00":
@@ -189,6 +220,7 @@ def _png_patches(fh: IO[bytes]) -> list[Patch]:
     if fh.read(8) != PNG_SIGNATURE:
         return []
     offset = 8
+    budget = [MAX_XMP_INFLATED]
     while True:
         header = fh.read(8)
         if len(header) < 8:
@@ -199,13 +231,15 @@ def _png_patches(fh: IO[bytes]) -> list[Patch]:
             break
         if chunk_type in (b"eXIf", b"iTXt", b"tEXt", b"zTXt") and length <= MAX_METADATA_BLOCK:
             data = fh.read(length)
-            patches.extend(_png_chunk_patches(chunk_type, data, offset, data_at, end))
+            patches.extend(_png_chunk_patches(chunk_type, data, offset, data_at, end, budget))
         fh.seek(end)
         offset = end
     return patches
 
 
-def _png_chunk_patches(chunk_type: bytes, data: bytes, offset: int, data_at: int, end: int) -> list[Patch]:
+def _png_chunk_patches(chunk_type: bytes, data: bytes, offset: int, data_at: int, end: int,
+                       budget: list[int]) -> list[Patch]:
+    """`budget` is what may still be inflated in this file (a one-item list, shared by its chunks)."""
     def replaced(new_data: bytes) -> list[Patch]:
         crc = struct.pack(">I", zlib.crc32(chunk_type + new_data) & 0xFFFFFFFF)
         return [Patch(data_at, data_at + len(new_data), new_data), Patch(end - 4, end, crc)]
@@ -232,10 +266,11 @@ def _png_chunk_patches(chunk_type: bytes, data: bytes, offset: int, data_at: int
         return replaced(data[:text_at] + cleaned) if cleaned is not None else []
     inflater = zlib.decompressobj()
     try:
-        packet = inflater.decompress(parts[2], MAX_XMP_INFLATED)
+        packet = inflater.decompress(parts[2], max(budget[0], 1))
     except zlib.error:
         return [Patch(offset, end, b"")]  # unreadable, so it cannot be shown to hold no location
-    if inflater.unconsumed_tail or xmp_without_gps(packet) is not None:
+    budget[0] -= len(packet)
+    if inflater.unconsumed_tail or budget[0] <= 0 or xmp_without_gps(packet) is not None:
         return [Patch(offset, end, b"")]
     return []
 

@@ -51,11 +51,11 @@ class CollectionForm(forms.Form):
 def thumb_url(asset: Any) -> str | None:
     """A small picture of the asset for tiles: its thumbnail once the preview worker made it, an image's
     own file until then, else None (the tile shows the kind's icon)."""
-    from assets.gallery import thumbnail_path
+    from assets.preview_views import asset_preview_urls
 
-    path = thumbnail_path(asset, "small")
-    if path:
-        return path
+    small = asset_preview_urls(asset)["small"]
+    if small:
+        return small
     if asset.kind == "image":
         return reverse("asset-download", kwargs={"pk": asset.pk}) + "?inline=1"
     return None

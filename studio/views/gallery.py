@@ -90,7 +90,6 @@ def _decorate(assets: list[Asset], project_names: dict[uuid.UUID, str]) -> None:
         asset.placeholder = blurhash_average(asset.blurhash) or ""
         asset.icon = KIND_ICONS.get(asset.kind, KIND_ICONS["other"])
         asset.project_name = project_names.get(asset.project_id, "")
-        asset.tag_names = [tag.name for tag in asset.tags.all()]
 
 
 def _filter_values(params: QueryDict) -> dict[str, Any]:

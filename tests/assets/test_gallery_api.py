@@ -277,6 +277,27 @@ def test_an_asset_shows_its_organisation_and_thumbnails_once_previews_exist(owne
         f"http://testserver/api/v1/assets/{ready.pk}/thumbnail?size=large&v=")
 
 
+def test_the_fast_representation_is_drfs_own(owner: Any, project: Any) -> None:
+    """AssetSerializer reads most fields straight off the model for speed; it must say exactly what
+    DRF's field-by-field path says, for full and for empty values."""
+    from rest_framework.serializers import ModelSerializer
+    from rest_framework.test import APIRequestFactory
+
+    from assets.api import AssetSerializer
+    from assets.selectors import asset_gallery_for_user
+
+    parent = make_asset(owner, project, name="p.png", width=None, height=None, kind="audio", duration=None)
+    make_asset(owner, project, name="full.png", tags=["b", "a"], notes="n", rating=5, favourite=True, prompt="x",
+               model_id="m", provider="p", parent=parent, duration=2.5, metadata={"k": [1, 2]},
+               deleted_at=timezone.now(), preview_status="ready", thumb_small="s.webp", thumb_large="l.webp",
+               blurhash="LEHV6nWB2yk8pyo0adR*.7kCMdnj")
+    request = APIRequestFactory().get("/api/v1/assets")
+    for trashed in ("false", "true"):
+        for asset in asset_gallery_for_user(owner, {"trashed": trashed}).assets:
+            serializer = AssetSerializer(asset, context={"request": request})
+            assert serializer.data == ModelSerializer.to_representation(serializer, asset)
+
+
 # --- changes ---------------------------------------------------------------------------------------------
 
 def test_patch_changes_what_it_names_and_leaves_the_rest(owner_api: APIClient, owner: Any, project: Any) -> None:

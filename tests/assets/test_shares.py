@@ -4,6 +4,7 @@ anyone with a live link sees, which show only what the owner chose."""
 from __future__ import annotations
 
 import io
+import time
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -292,8 +293,17 @@ def test_the_password_form_needs_the_csrf_token(locked: tuple[ShareLink, Asset])
     assert response.status_code == 302
 
 
-def test_password_guesses_are_rate_limited_per_address_and_link(locked: tuple[ShareLink, Asset]) -> None:
+def test_password_guesses_are_rate_limited_per_address_and_link(locked: tuple[ShareLink, Asset],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     share, _ = locked
+    # django-ratelimit counts in fixed one-minute windows; hold its clock still so the eleven attempts
+    # cannot straddle a window's edge on a slow machine (each check hashes a password).
+    import types
+
+    import django_ratelimit.core
+
+    now = time.time()
+    monkeypatch.setattr(django_ratelimit.core, "time", types.SimpleNamespace(time=lambda: now))
     guesser = Client(REMOTE_ADDR="203.0.113.7")
     for n in range(10):
         assert guesser.post(shared_url(share), {"password": f"guess {n}"}).status_code == 400

@@ -1,5 +1,5 @@
 """The trash on the web (list, restore, delete forever, empty), moving to the trash from the asset page,
-and the daily purge as a Celery task on the beat schedule."""
+the daily purge as a Celery task on the beat schedule; and the asset page's organise form."""
 
 from __future__ import annotations
 
@@ -120,3 +120,36 @@ def test_the_purge_is_on_the_beat_schedule_daily() -> None:
     entry = django_settings.CELERY_BEAT_SCHEDULE["assets-purge-trash"]
     assert entry["task"] == assets_purge_trash_task.name
     assert entry["schedule"] == timedelta(days=1)
+
+
+# --- the asset page's organise form ---------------------------------------------------------------------
+
+def test_the_organise_form_saves_name_tags_rating_favourite_and_notes(signed_in: Any, project: Any) -> None:
+    asset = image(project, "shot.png")
+    response = signed_in.post(reverse("studio:asset-organise", args=[asset.pk]),
+                              {"name": "hero", "tags": "dusk, Hero shot,  dusk ", "rating": "4", "favourite": "on",
+                               "notes": "keep the rim light"})
+    assert response.status_code == 302 and response["Location"].endswith("#organise")
+    asset.refresh_from_db()
+    assert (asset.name, asset.rating, asset.favourite, asset.notes) == ("hero.png", 4, True, "keep the rim light")
+    assert sorted(asset.tags.values_list("name", flat=True)) == ["Hero shot", "dusk"]
+    assert "rim light" in asset.search_text
+    page = signed_in.get(reverse("studio:asset", args=[asset.pk])).text
+    assert 'value="dusk, Hero shot"' in page or 'value="Hero shot, dusk"' in page
+    assert '<option value="4" selected>' in page
+
+
+def test_with_htmx_the_card_is_swapped_and_errors_change_nothing(signed_in: Any, project: Any) -> None:
+    asset = image(project, "shot.png")
+    htmx = {"HTTP_HX_REQUEST": "true"}
+    url = reverse("studio:asset-organise", args=[asset.pk])
+    saved = signed_in.post(url, {"name": "shot", "tags": "", "rating": "", "notes": ""}, **htmx)
+    assert saved.status_code == 200 and saved.text.lstrip().startswith('<section class="card" id="organise">')
+    assert "Saved." in saved.text
+    refused = signed_in.post(url, {"name": "  ", "tags": "x", "rating": "9", "favourite": "on"}, **htmx)
+    assert refused.status_code == 200 and "field-error" in refused.text and "Saved." not in refused.text
+    asset.refresh_from_db()
+    assert (asset.name, asset.rating, asset.favourite) == ("shot.png", None, False)
+    assert not asset.tags.exists()
+    too_many = signed_in.post(url, {"name": "shot", "tags": ", ".join(f"t{n}" for n in range(60))}, **htmx)
+    assert "Too many tags." in too_many.text and not asset.tags.exists()

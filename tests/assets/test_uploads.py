@@ -278,6 +278,22 @@ def test_gps_in_xmp_is_blanked_in_place_and_the_packet_still_parses(project: Any
     assert description.get("{http://ns.adobe.com/xap/1.0/}CreatorTool") == "Studio tests"
 
 
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "compressed"])
+def test_gps_in_a_png_xmp_chunk_is_blanked_or_the_chunk_dropped(project: Any, compressed: bool) -> None:
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", XMP_PACKET.decode(), zip=compressed)
+    info.add_text("Comment", "kept")
+    buf = io.BytesIO()
+    Image.new("RGB", (10, 10), (1, 2, 3)).save(buf, "PNG", pnginfo=info)
+    stored = create(project, buf.getvalue(), "x.png").file.read()
+    image = Image.open(io.BytesIO(stored))
+    image.load()  # every chunk's CRC is checked
+    assert image.info["Comment"] == "kept"
+    xmp = image.info.get("XML:com.adobe.xmp", "")
+    assert "GPS" not in xmp and b"GPS" not in stored
+    assert ('CreatorTool="Studio tests"' in xmp) is (not compressed)  # blanked in place, or dropped whole
+
+
 def test_a_second_image_after_the_first_loses_its_location_too(project: Any) -> None:
     """A phone photo can carry more images after the first (MPF: a gain map, a depth map)."""
     first, second = jpeg_bytes(exif=exif_with_gps()), jpeg_bytes((32, 32), exif=exif_with_gps())
