@@ -85,6 +85,7 @@ bench: install
 	$(PY) bench/ledger.py
 	$(PY) bench/previews.py
 	$(PY) bench/export.py
+	$(PY) bench/uploads.py
 
 schema: install
 	$(PY) manage.py spectacular --validate --fail-on-warn --file docs/openapi.yaml

@@ -28,7 +28,7 @@ from django.db.models import BooleanField, Exists, F, Func, OuterRef, PositiveSm
 from django.db.models.expressions import Expression
 from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan, TupleLessThan, TupleLookupMixin
 from django.db.models.functions import Lower
-from django.db.models.lookups import Exact
+from django.db.models.lookups import Exact, GreaterThanOrEqual, LessThanOrEqual
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -162,7 +162,10 @@ def keyset_page(queryset: QuerySet[Asset], *, sort: Sort, cursor: Cursor | None,
     keys = sort.keys()
     if cursor is not None:
         lookup = _RowBefore if descending else _RowAfter
-        queryset = queryset.filter(lookup(Tuple(*keys), cursor.values))
+        # The leading key's own bound is implied by the row comparison, and is for SQLite: it cannot
+        # seek an expression index (the rating sort's) by a row value, but it can by this.
+        first = LessThanOrEqual if descending else GreaterThanOrEqual
+        queryset = queryset.filter(first(keys[0], cursor.values[0]), lookup(Tuple(*keys), cursor.values))
     rows = list(queryset.order_by(*[k.desc() if descending else k.asc() for k in keys])[: size + 1])
     more = len(rows) > size
     rows = rows[:size]

@@ -13,8 +13,13 @@ from generations.providers.base import Output, ProviderError
 
 
 def _parent_asset(generation: Generation) -> Asset | None:
-    """The first input asset: an upscale's or an edit's source, so lineage can be followed."""
-    for name in asset_fields(generation.model.input_schema):
+    """The first input asset: an upscale's or an edit's source, so lineage can be followed. "First" is
+    the schema's `required` list order (a JSON array keeps its order on PostgreSQL; jsonb object keys do
+    not), then the other asset inputs by name: an inpaint's parent is its image, never its mask."""
+    schema = generation.model.input_schema
+    fields = set(asset_fields(schema))
+    required = [name for name in schema.get("required", []) if name in fields]
+    for name in [*required, *sorted(fields - set(required))]:
         asset_id = generation.inputs.get(name)
         if asset_id:
             return Asset.objects.filter(pk=asset_id, owner_id=generation.project.owner_id).first()

@@ -19,7 +19,7 @@ from django.utils import timezone
 from billing.hooks import budget_hold, budget_release, budget_settle, usage_record
 from billing.limits import credits_per_usd_for, rate_limit_check
 from billing.services import credits_hold, hold_release, hold_settle
-from config.errors import Conflict, InvalidRequest
+from config.errors import Conflict, InvalidRequest, ServiceError
 from generations import pricing
 from generations.credentials import availability_for, credentials_for
 from generations.health import circuit_open_for, record_outcome
@@ -88,6 +88,7 @@ def generation_create(*, user: Any, project_id: Any, model_id: str, inputs: Any,
     access = availability_for(user, {model.provider})[model.provider]
     if not access.available:
         raise InvalidRequest(access.reason, code="model_unavailable", fields={"model": [access.reason]})
+    _storage_check(project)
     credits = pricing.byo_fee(estimate.credits) if access.key_source == "user" else estimate.credits
     held = _held_for(credits, max_credits)
     fallbacks = _clean_fallbacks(model, project.fallback_models if fallback_models is None else fallback_models)
@@ -111,6 +112,19 @@ def generation_create(*, user: Any, project_id: Any, model_id: str, inputs: Any,
         generation_id = str(generation.pk)
         transaction.on_commit(lambda: _dispatch(generation_id))
     return generation
+
+
+def _storage_check(project: Any) -> None:
+    """A full storage quota refuses new jobs: their outputs would land past it (a running job's outputs
+    are always stored, even over the quota, so nothing paid for is lost)."""
+    from assets.quota import human, storage_use
+
+    use = storage_use(owner=project.owner)
+    if use.limit is not None and use.used >= use.limit:
+        raise ServiceError(f"Storage full: {human(use.used)} of your {use.plan_name} plan's {human(use.limit)} "
+                           "is used, so new jobs cannot store their results. Delete files or empty the trash "
+                           "to make room, or move to a larger plan.", code="quota_exceeded",
+                           extra={"storage": {"used": use.used, "limit": use.limit}})
 
 
 def _held_for(estimate: int, max_credits: Any) -> int:

@@ -118,6 +118,22 @@ def test_a_generated_output_is_stored_past_the_quota_and_then_uploads_are_refuse
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "quota_exceeded"
 
 
+def test_a_full_quota_refuses_new_generations_and_holds_nothing(owner: Any, owner_api: Any, project: Any,
+                                                               catalog: None) -> None:
+    from billing.services import credits_summary
+    from generations.models import Generation
+
+    on_plan(owner, quota_mb=1)
+    upload(project, text_of_size(MIB), "a.txt")  # exactly full
+    refused = owner_api.post("/api/v1/generations", {"project": str(project.pk), "model": "local/sketch",
+                                                     "inputs": {"prompt": "x"}}, format="json")
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert error["code"] == "quota_exceeded" and error["storage"] == {"used": MIB, "limit": MIB}
+    assert "Storage full" in error["message"]
+    assert not Generation.objects.exists() and credits_summary(user=owner).held == 0
+
+
 def test_the_storage_endpoint_reports_use_limit_and_each_project(owner: Any, owner_api: Any, outsider: Any,
                                                                  project: Any) -> None:
     on_plan(owner, quota_mb=10)
