@@ -24,7 +24,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.db import connections
-from django.db.models import BooleanField, Exists, F, Func, OuterRef, PositiveSmallIntegerField, Q, QuerySet
+from django.db.models import BooleanField, Exists, F, Func, OuterRef, Q, QuerySet
 from django.db.models.expressions import Expression
 from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan, TupleLessThan, TupleLookupMixin
 from django.db.models.functions import Lower
@@ -32,7 +32,7 @@ from django.db.models.lookups import Exact, GreaterThanOrEqual, LessThanOrEqual
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from assets.models import Asset, AssetKind, AssetSource
+from assets.models import Asset, AssetKind, AssetSource, RatingKey
 from config.errors import InvalidRequest
 from projects.selectors import project_get_for_user
 
@@ -51,17 +51,6 @@ SEARCH_SPLIT_CHARS = "._/"
 
 
 # --- sorts ---------------------------------------------------------------------------------------------
-
-class RatingKey(Func):
-    """The rating with unrated as 0, so the rating sort is a plain keyset with unrated assets last.
-    The literal 0 (not a parameter) is deliberate: SQLite matches an expression index only against
-    identical SQL, and migration 0003 indexes `COALESCE("rating", 0)`."""
-
-    template = "COALESCE(%(expressions)s, 0)"
-    output_field = PositiveSmallIntegerField()
-
-    def __init__(self) -> None:
-        super().__init__(F("rating"))
 
 
 @dataclass(frozen=True)
@@ -82,7 +71,7 @@ def _recent_keys() -> list[Expression]:
 SORTS: dict[str, Sort] = {
     "newest": Sort("newest", "Newest first", True, _recent_keys, lambda a: [a.created_at, a.pk], ("dt", "uuid")),
     "oldest": Sort("oldest", "Oldest first", False, _recent_keys, lambda a: [a.created_at, a.pk], ("dt", "uuid")),
-    "rating": Sort("rating", "Highest rated", True, lambda: [RatingKey(), F("created_at"), F("id")],
+    "rating": Sort("rating", "Highest rated", True, lambda: [RatingKey(F("rating")), F("created_at"), F("id")],
                    lambda a: [a.rating or 0, a.created_at, a.pk], ("int", "dt", "uuid")),
 }
 DEFAULT_SORT = "newest"
@@ -171,14 +160,13 @@ def keyset_page(queryset: QuerySet[Asset], *, sort: Sort, cursor: Cursor | None,
     rows = rows[:size]
     if backwards:
         rows.reverse()
-    next_cursor = previous_cursor = None
-    if rows:
-        # Going forward there is a next page when the extra row came back, and a previous one whenever
-        # this page was reached by a cursor; going back, the other way round.
-        if more if not backwards else True:
-            next_cursor = Cursor(sort.name, sort.values(rows[-1])).encode()
-        if (cursor is not None) if not backwards else more:
-            previous_cursor = Cursor(sort.name, sort.values(rows[0]), backwards=True).encode()
+    # Going forward there is a next page when the extra row came back, and a previous one whenever
+    # this page was reached by a cursor; going back, the other way round.
+    has_next = True if backwards else more
+    has_previous = more if backwards else cursor is not None
+    next_cursor = Cursor(sort.name, sort.values(rows[-1])).encode() if rows and has_next else None
+    previous_cursor = (Cursor(sort.name, sort.values(rows[0]), backwards=True).encode()
+                       if rows and has_previous else None)
     return GalleryPage(rows, sort.name, next_cursor, previous_cursor)
 
 

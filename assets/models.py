@@ -4,6 +4,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models import F, Func, Q
 from django.db.models.functions import Lower
 
 
@@ -54,6 +55,19 @@ class Tag(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class RatingKey(Func):
+    """The rating with unrated as 0, so the rating sort is a plain keyset with unrated assets last.
+    The literal 0 (not a parameter) is deliberate: SQLite matches an expression index only against
+    identical SQL, and the index `assets_live_owner_rating` is on `COALESCE("rating", 0)`."""
+
+    template = "COALESCE(%(expressions)s, 0)"
+    output_field = models.PositiveSmallIntegerField()
+
+
+LIVE = Q(deleted_at__isnull=True)
+RECENT = (F("created_at").desc(), F("id").desc())
 
 
 class Asset(models.Model):
@@ -116,6 +130,22 @@ class Asset(models.Model):
             models.Index(fields=["owner", "-created_at", "-id"], name="assets_owner_recent"),
             # ...filtered to one project, the project page's grid.
             models.Index(fields=["project", "-created_at", "-id"], name="assets_project_recent"),
+            # The gallery (assets.gallery). Each index starts with the owner (or the project) and goes on
+            # in a sort's key order, so a keyset page is one seek to the cursor and a short read; partial
+            # on the live side, since only the trash view shows trashed assets (it has its own index).
+            # Newest (or, scanned backwards, oldest) first, and the date-range filters.
+            models.Index(F("owner"), *RECENT, name="assets_live_owner_recent", condition=LIVE),
+            # sort=rating: ORDER BY COALESCE(rating, 0) DESC, created_at DESC, id DESC.
+            models.Index(F("owner"), RatingKey(F("rating")).desc(), *RECENT, name="assets_live_owner_rating",
+                         condition=LIVE),
+            models.Index(F("project"), *RECENT, name="assets_live_project_recent", condition=LIVE),
+            # kind=…: a rare kind among many images would otherwise be a long filtered walk.
+            models.Index(F("owner"), F("kind"), *RECENT, name="assets_live_owner_kind", condition=LIVE),
+            models.Index(F("owner"), *RECENT, name="assets_live_owner_favourite", condition=LIVE & Q(favourite=True)),
+            models.Index(F("owner"), *RECENT, name="assets_trash_owner_recent", condition=Q(deleted_at__isnull=False)),
+            # Exact duplicates (assets.duplicates): owner_id = … AND sha256 = ….
+            models.Index(fields=["owner", "sha256"], name="assets_live_owner_sha256", condition=LIVE),
+            # Full-text search has a GIN index on PostgreSQL only: migration 0003 creates it.
         ]
 
     def __str__(self) -> str:

@@ -14,7 +14,8 @@ Measured, median and p95 of `--repeat` runs after a warm-up, each against the sa
 - **selector**: `assets.selectors.asset_gallery_for_user`, what both the API and the page call: the
   same page as model instances, with its tags (a second query);
 - **API**: `GET /api/v1/assets` through DRF's APIClient with a Bearer token, DEBUG off: token
-  authentication, the plan's rate limit, the query, serialization and JSON included.
+  authentication, the plan's rate limit, the query, serialization and JSON included; on PostgreSQL
+  also the part of it spent executing its queries.
 
 Page 1,000 is reached by walking the 999 pages before it with their `next` cursors (which also checks
 that the walk saw every asset once). The same for `sort=rating`, and for one filtered and searched page
@@ -398,6 +399,28 @@ def measure(owner: Any, token: str, *, repeat: int, depth: int) -> int:
     def selector(params: dict[str, Any]) -> Callable[[], Any]:
         return lambda: asset_gallery_for_user(owner, {**params, "page_size": PAGE_SIZE})
 
+    def database_time(params: dict[str, Any]) -> tuple[float, float]:
+        """Of an API request's time, the part spent in the database (every query it ran)."""
+        spent: list[float] = []
+
+        def clock(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return execute(sql, params, many, context)
+            finally:
+                spent.append(time.perf_counter() - started)
+
+        def run() -> None:
+            spent.clear()
+            api(params)()
+            totals.append(sum(spent) * 1000)
+
+        totals: list[float] = []
+        with connection.execute_wrapper(clock):
+            _timed(run, repeat)
+        totals = sorted(totals[3:])  # after the warm-up
+        return statistics.median(totals), totals[min(len(totals) - 1, int(round(0.95 * (len(totals) - 1))))]
+
     def queries(params: dict[str, Any]) -> int:
         api(params)()  # the token's last-use stamp is written at most once a minute: not the page's cost
         with CaptureQueriesContext(connection) as ctx:
@@ -430,9 +453,13 @@ def measure(owner: Any, token: str, *, repeat: int, depth: int) -> int:
         results["raw"][page] = _timed(_run_raw(sql, sql_params), repeat)
         results["selector"][page] = _timed(selector(params), repeat)
         results["api"][page] = _timed(api(params), repeat)
+        if connection.vendor == "postgresql":  # psycopg has the rows when execute returns; sqlite3 not yet
+            results.setdefault("api_db", {})[page] = database_time(params)
     rows += [("raw SQL, page query (baseline)", "raw", results["raw"]),
              ("selector: page + its tags", "selector", results["selector"]),
              ("API: GET /api/v1/assets", "api", results["api"])]
+    if "api_db" in results:
+        rows.append(("API: of which in its 5 queries", "api_db", results["api_db"]))
     query_counts.append(("newest", queries({}), queries({"cursor": deep})))
     explains.append((f"newest, page {depth} (raw page query)", _explain(*_raw_newest(owner, deep))))
 

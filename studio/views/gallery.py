@@ -145,7 +145,7 @@ def _render_gallery(request: HttpRequest, params: QueryDict, *, project: Project
                              for tag in values["tags"]],
             "view_links": [(mode, f"{here}?{_query(shown, view=mode)}") for mode in VIEWS],
             "trash_url": f"{here}?{_query(QueryDict(), trashed='true')}",
-            "filters_open": any(values[k] for k in FILTER_PARAMS) or bool(values["tags"]),
+            "filters_open": any(values[k] for k in (*FILTER_PARAMS, "tags", "project")),
             "export_url": _export_url(),
         })
         response = render(request, TEMPLATE, context)

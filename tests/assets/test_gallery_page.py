@@ -169,7 +169,7 @@ def test_the_trash_view_lists_trashed_assets_with_restore(web: Client, owner: An
 
 def test_a_bulk_action_without_javascript_redirects_back_with_a_message(web: Client, owner: Any, project: Any) -> None:
     assets = make_many(owner, project, 3)
-    back = f"/gallery/?kind=image&view=list"
+    back = "/gallery/?kind=image&view=list"
     response = web.post("/gallery/bulk", {"assets": [str(a.pk) for a in assets[:2]], "action": "favourite",
                                           "next": back})
     assert response.status_code == 302 and response["Location"] == back
