@@ -52,7 +52,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "var" / "bench" / "gallery"
 BENCH_DB_NAME = "studio_gallery_bench"
-DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 PAGE_SIZE = 50
 DEPTH = 1000
 OTHER_USERS = 9
@@ -61,6 +60,8 @@ TIES = 5  # assets per shared created_at, as a bulk import writes them
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.scratch_db import database_recreate, reachable, server_url, with_db_name  # noqa: E402
 
 # A prompt vocabulary drawn with Zipf-like weights: a few words are everywhere, most are rare.
 VOCAB = """portrait landscape cinematic lighting neon city night rain street reflection golden hour sunset
@@ -86,35 +87,12 @@ BLURHASH = "LEHV6nWB2yk8pyo0adR*.7kCMdnj"
 
 # --- the parent: one child process per flavour ------------------------------------------------------
 
-def _with_db_name(url: str, name: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
 
 
-def _server_url() -> str:
-    url = os.environ.get("DATABASE_URL", "")
-    return url if url.startswith(("postgres://", "postgresql://")) else DEFAULT_PG_URL
 
 
-def _reachable(admin_url: str) -> bool:
-    import psycopg
-
-    try:
-        with psycopg.connect(admin_url, connect_timeout=2) as conn:
-            conn.execute("select 1")
-    except psycopg.Error:
-        return False
-    return True
 
 
-def _recreate_database(admin_url: str, *, drop_only: bool = False) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB_NAME)))
-        if not drop_only:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB_NAME)))
 
 
 def main() -> int:
@@ -150,7 +128,7 @@ def _configure_django(flavour: str) -> None:
     for name in ("REDIS_URL", "CELERY_BROKER_URL", "MEDIA_ROOT", "DB_CONN_MAX_AGE"):
         os.environ.pop(name, None)  # no Redis needed: see the cache below
     if flavour == "postgres":
-        os.environ["DATABASE_URL"] = _with_db_name(_server_url(), BENCH_DB_NAME)
+        os.environ["DATABASE_URL"] = with_db_name(server_url(), BENCH_DB_NAME)
     else:
         os.environ.pop("DATABASE_URL", None)
     os.environ.update({
@@ -172,13 +150,13 @@ def _configure_django(flavour: str) -> None:
 
 
 def run_flavour(args: argparse.Namespace) -> int:
-    admin_url = _with_db_name(_server_url(), "postgres")
+    admin_url = with_db_name(server_url(), "postgres")
     if args.flavour == "postgres":
-        if not _reachable(admin_url):
-            host = urllib.parse.urlsplit(_server_url()).hostname
+        if not reachable(admin_url):
+            host = urllib.parse.urlsplit(server_url()).hostname
             print(f"Gallery bench (PostgreSQL) skipped: PostgreSQL at {host} is not reachable.")
             return 0
-        _recreate_database(admin_url)
+        database_recreate(admin_url, BENCH_DB_NAME)
     try:
         _configure_django(args.flavour)
         from django.core.management import call_command
@@ -194,7 +172,7 @@ def run_flavour(args: argparse.Namespace) -> int:
         connections.close_all()
     finally:
         if args.flavour == "postgres" and not args.keep:
-            _recreate_database(admin_url, drop_only=True)
+            database_recreate(admin_url, BENCH_DB_NAME, drop_only=True)
     return status
 
 

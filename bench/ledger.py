@@ -42,50 +42,13 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB_NAME = "studio_ledger_bench"
-DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 WALLETS_PER_WORKER = 4
 STARTING_CREDITS = 10**12  # holds never run out during a run
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-
-def _with_db_name(url: str, name: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def _server_url() -> str:
-    url = os.environ.get("DATABASE_URL", "")
-    return url if url.startswith(("postgres://", "postgresql://")) else DEFAULT_PG_URL
-
-
-def _recreate_database(admin_url: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB_NAME)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB_NAME)))
-
-
-def _drop_database(admin_url: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB_NAME)))
-
-
-def _reachable(admin_url: str) -> bool:
-    import psycopg
-
-    try:
-        with psycopg.connect(admin_url, connect_timeout=2) as conn:
-            conn.execute("select 1")
-    except psycopg.Error:
-        return False
-    return True
+from bench.scratch_db import database_recreate, reachable, server_url, with_db_name  # noqa: E402
 
 
 def _configure_django(database_url: str) -> None:
@@ -224,15 +187,15 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help=f"keep the {BENCH_DB_NAME} database afterwards")
     args = parser.parse_args()
 
-    server = _server_url()
-    admin_url = _with_db_name(server, "postgres")
-    if not _reachable(admin_url):
+    server = server_url()
+    admin_url = with_db_name(server, "postgres")
+    if not reachable(admin_url):
         host = urllib.parse.urlsplit(server).hostname
         print(f"Ledger bench skipped: PostgreSQL at {host} is not reachable (it measures PostgreSQL row locks).")
         return 0
-    _recreate_database(admin_url)
+    database_recreate(admin_url, BENCH_DB_NAME)
     try:
-        _configure_django(_with_db_name(server, BENCH_DB_NAME))
+        _configure_django(with_db_name(server, BENCH_DB_NAME))
         from django.core.management import call_command
         from django.db import connections
 
@@ -241,7 +204,7 @@ def main() -> int:
         connections.close_all()
     finally:
         if not args.keep:
-            _drop_database(admin_url)
+            database_recreate(admin_url, BENCH_DB_NAME, drop_only=True)
     return status
 
 
