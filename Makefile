@@ -60,9 +60,11 @@ browser-deps:
 lint: install
 	.venv/bin/ruff check .
 
+# The two legs run side by side (TEST_JOBS=1 runs them one after the other); each one's output is
+# printed whole when it finishes.
+TEST_JOBS ?= 2
 test: install browser-deps lint
-	$(MAKE) --no-print-directory test-sqlite
-	$(MAKE) --no-print-directory test-postgres
+	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target test-sqlite test-postgres
 
 test-sqlite: install
 	rm -rf var/test-sqlite
