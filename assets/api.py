@@ -25,7 +25,7 @@ from assets.organise import (
     assets_bulk,
 )
 from assets.selectors import asset_gallery_for_user, asset_get_for_user, tag_list_for_user
-from assets.services import asset_create, asset_download_url
+from assets.services import absolute_url, asset_create, asset_download_url
 from config.errors import InvalidRequest
 from projects.selectors import project_get_for_user
 
@@ -60,8 +60,7 @@ class AssetSerializer(serializers.ModelSerializer):
         if urls is None:
             urls = obj._api_thumbnails = thumbnail_urls(obj, api=True)
         path = urls[size]
-        request = self.context.get("request")
-        return request.build_absolute_uri(path) if path and request is not None else path
+        return absolute_url(self.context.get("request"), path) if path else path
 
     def get_thumbnail_small_url(self, obj: Asset) -> str | None:
         """The small WebP thumbnail once the preview is made (preview_status "ready"), else null."""

@@ -17,7 +17,6 @@ import uuid
 
 from django.db.models.fields.files import FieldFile
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
 from django.views.decorators.http import require_safe
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -27,6 +26,7 @@ from rest_framework.views import APIView
 from assets.models import Asset, PreviewStatus
 from assets.previews import content_type_for
 from assets.selectors import asset_get_for_user
+from assets.services import asset_path
 from assets.storage import presigned_url, presigns, protect
 from config.errors import InvalidRequest, ServiceError
 
@@ -99,9 +99,9 @@ def asset_preview_urls(asset: Asset, *, api: bool = False) -> dict[str, str | No
             urls[size] = None
             continue
         if api:
-            path = reverse("asset-thumbnail", kwargs={"pk": asset.pk}) + f"?size={size}&"
+            path = asset_path("asset-thumbnail", asset.pk) + f"?size={size}&"
         else:
-            path = reverse("asset-preview-file", kwargs={"pk": asset.pk, "size": size}) + "?"
+            path = asset_path("asset-preview-file", asset.pk, size=size) + "?"
         urls[size] = f"{path}v={preview_version(field.name)}"
     return urls
 

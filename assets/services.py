@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 from typing import IO, Any
@@ -140,17 +141,45 @@ def asset_files_delete_for_project(*, project: Project) -> None:
     transaction.on_commit(lambda: [default_storage.delete(n) for n in names if n])
 
 
+_PK = "00000000-0000-4000-8000-000000000000"
+
+
+@functools.lru_cache(maxsize=64)
+def _path_template(name: str, urlconf: Any, prefix: str, kwargs: tuple[tuple[str, str], ...]) -> str:
+    from django.urls import reverse
+
+    return reverse(name, urlconf=urlconf, kwargs={"pk": _PK, **dict(kwargs)})
+
+
+def asset_path(name: str, pk: Any, **kwargs: str) -> str:
+    """reverse(name, kwargs={"pk": pk, **kwargs}) for an asset's routes, without resolving the URL again
+    for every asset of a page: the path is reversed once per route with a stand-in id, which is then
+    replaced (a gallery page of 50 builds 150 of these)."""
+    from django.urls import get_script_prefix, get_urlconf
+
+    return _path_template(name, get_urlconf(), get_script_prefix(), tuple(sorted(kwargs.items()))).replace(
+        _PK, str(pk))
+
+
+def absolute_url(request: Any, path: str) -> str:
+    """request.build_absolute_uri(path) for a path starting with "/", with the origin worked out once
+    per request."""
+    if request is None:
+        return path
+    origin = getattr(request, "_studio_origin", None)
+    if origin is None:
+        origin = request._studio_origin = request.build_absolute_uri("/").rstrip("/")
+    return origin + path
+
+
 def asset_download_url(*, asset: Asset, request: Any = None, inline: bool = False) -> str:
     """A URL the caller can fetch the file from: on S3 a presigned GET (AWS_QUERYSTRING_EXPIRE
     seconds) whose response carries our Content-Disposition and sniffed Content-Type, else our own
     download endpoint, which checks access and serves the file as an attachment. `inline` asks for
     pictures, video and audio to be shown rather than saved (anything else stays an attachment)."""
-    from django.urls import reverse
-
     from assets.storage import presigned_url, presigns
 
     storage = asset.file.storage
     if presigns(storage):
         return presigned_url(storage, asset.file.name, filename=asset.name, mime=asset.mime, inline=inline)
-    path = reverse("asset-download", kwargs={"pk": asset.pk}) + ("?inline=1" if inline else "")
-    return request.build_absolute_uri(path) if request is not None else path
+    return absolute_url(request, asset_path("asset-download", asset.pk) + ("?inline=1" if inline else ""))
