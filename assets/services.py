@@ -53,7 +53,7 @@ def asset_create(
     Uploads (source=upload) get every check (assets.inspection, strict) and count against the owner's
     storage quota; generated outputs are inspected for type and image safety but are never refused for
     quota or for media that does not probe (see assets.quota). `strict` overrides the inspection's
-    strictness (asset_create_from_bytes: bytes the server made itself). Photos lose their GPS location unless
+    strictness. Photos lose their GPS location unless
     `keep_location` (assets.sanitise); the stored size and sha256 are those of the stored bytes.
 
     Inside a caller's transaction that later rolls back, the caller deletes `asset.file.name` (see
@@ -125,9 +125,8 @@ def asset_search_text(asset: Asset, tag_names: list[str] | None = None) -> str:
 
 
 def asset_create_from_bytes(*, project: Project, data: bytes, name: str, **kwargs: Any) -> Asset:
-    """Bytes the server made (seed data, demo projects, test fixtures), not a person's upload: inspected
-    without the strict checks unless `strict=True` is passed (a stand-in MP4 need not decode)."""
-    kwargs.setdefault("strict", False)
+    """asset_create for bytes in memory (seed data, tests). The checks follow `source` as in
+    asset_create: an upload gets every strict check; pass `strict` to override."""
     return asset_create(project=project, fh=io.BytesIO(data), name=name, size=len(data), **kwargs)
 
 

@@ -32,7 +32,7 @@ from generations.providers.base import (
 )
 from generations.providers.replicate import ReplicateProvider
 from generations.services import generation_create, generation_run
-from tests.fakes.replicate import ReplicateFake, mp4_bytes, sign_webhook, webhook_delivery
+from tests.fakes.replicate import ReplicateFake, sign_webhook, webhook_delivery
 from tests.fakes.server import FakeServer, LocalCA
 
 CATALOG = {entry["id"]: entry for entry in json.loads((CATALOG_DIR / "replicate.json").read_text())["models"]}
@@ -381,6 +381,17 @@ def test_webhooks_are_refused_when_no_signing_secret_is_configured(fake: FakeSer
 
 # --- through the pipeline --------------------------------------------------------------------------
 
+def real_mp4() -> bytes:
+    """An input video as a user would upload it: real frames, which the upload checks decode."""
+    import tempfile
+    from pathlib import Path
+
+    from tests.assets.test_uploads import mp4_bytes as encoded_mp4
+
+    with tempfile.TemporaryDirectory() as folder:
+        return encoded_mp4(Path(folder) / "clip.mp4", audio=False)
+
+
 def upload(project: Any, data: bytes, name: str) -> str:
     from assets.services import asset_create_from_bytes
 
@@ -393,7 +404,7 @@ WORKED_EXAMPLES = [
     ("replicate/flux-1.1-pro", {"prompt": "a lighthouse at dusk", "aspect_ratio": "16:9"}, 1),
     ("replicate/real-esrgan", {"image": (png, "small.png"), "scale": 2}, 1),
     ("replicate/rembg", {"image": (png, "portrait.png")}, 1),
-    ("replicate/robust-video-matting", {"input_video": (mp4_bytes, "clip.mp4"), "output_type": "alpha-mask"}, 1),
+    ("replicate/robust-video-matting", {"input_video": (real_mp4, "clip.mp4"), "output_type": "alpha-mask"}, 1),
     ("replicate/trellis", {"image": (png, "chair.png")}, 1),
     ("replicate/video-01-live", {"prompt": "the sea starts moving", "first_frame_image": (png, "sea.png")}, 1),
 ]
