@@ -46,6 +46,7 @@ THUMB_SMALL = 256  # px on the long side: the gallery grid
 THUMB_LARGE = 1024  # the lightbox before the original loads
 BLURHASH_INPUT = 32  # blurhash only needs a few colours; its encoder is O(pixels × components)
 WEBP_QUALITY = 80
+WEBP_EFFORT = 4  # libwebp's method 0-6 (libvips' default): encoding is most of a preview's CPU
 STILL_QUALITY = 85
 POSTER_MAX = 2048  # a video poster's long side, whatever the frame size
 PDF_LONG_SIDE = 1600  # px: a first page readable in the lightbox
@@ -384,8 +385,8 @@ def _from_still(large: pyvips.Image, *, still: tuple[bytes, str] | None) -> Rend
     if still is not None:
         rendered.files["preview"] = still
     # keep="none": thumbnails carry no EXIF, XMP or ICC (they are sRGB already).
-    rendered.files["thumb_large"] = (large.webpsave_buffer(Q=WEBP_QUALITY, keep="none"), "webp")
-    rendered.files["thumb_small"] = (small.webpsave_buffer(Q=WEBP_QUALITY, keep="none"), "webp")
+    rendered.files["thumb_large"] = (large.webpsave_buffer(Q=WEBP_QUALITY, effort=WEBP_EFFORT, keep="none"), "webp")
+    rendered.files["thumb_small"] = (small.webpsave_buffer(Q=WEBP_QUALITY, effort=WEBP_EFFORT, keep="none"), "webp")
     opaque = _flatten(small)
     tiny = opaque.thumbnail_image(BLURHASH_INPUT, height=BLURHASH_INPUT, size="down")
     x, y = (4, 3) if tiny.width >= tiny.height else (3, 4)

@@ -196,7 +196,7 @@ def _pillow_case(how: str) -> Callable[[str], None]:
     import imagehash
     from PIL import Image, ImageOps
 
-    from assets.previews import BLURHASH_INPUT, THUMB_LARGE, THUMB_SMALL, WEBP_QUALITY
+    from assets.previews import BLURHASH_INPUT, THUMB_LARGE, THUMB_SMALL, WEBP_EFFORT, WEBP_QUALITY
 
     lanczos = Image.Resampling.LANCZOS
     _warm_hashes()
@@ -209,7 +209,7 @@ def _pillow_case(how: str) -> Callable[[str], None]:
 
     def webp(image: Image.Image) -> bytes:
         buf = io.BytesIO()
-        image.save(buf, "WEBP", quality=WEBP_QUALITY, method=4)  # method 4: libvips' default effort
+        image.save(buf, "WEBP", quality=WEBP_QUALITY, method=WEBP_EFFORT)  # the same libwebp method as ours
         return buf.getvalue()
 
     def work(path: str) -> None:
@@ -291,10 +291,16 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="make the images again")
     parser.add_argument("--vips-concurrency", type=int, default=0,
                         help="libvips worker threads (default: libvips' own, one per CPU)")
+    parser.add_argument("--webp-effort", type=int, choices=range(7), default=None,
+                        help="libwebp method for both sides (default: the studio's WEBP_EFFORT)")
     args = parser.parse_args()
     if args.vips_concurrency:
         os.environ["VIPS_CONCURRENCY"] = str(args.vips_concurrency)
     _configure_django()
+    from assets import previews
+
+    if args.webp_effort is not None:
+        previews.WEBP_EFFORT = args.webp_effort  # forked children inherit it, on both sides
 
     prepared, _ = _in_child(lambda: _prepare(args.n, args.fresh))
     paths = prepared["paths"]
@@ -305,7 +311,8 @@ def main() -> None:
     print("Libraries:   " + ", ".join(f"{k} {v}" for k, v in prepared["versions"].items()))
     print(f"Images:      {args.n} × {WIDTH}×{HEIGHT} JPEG, quality {QUALITY}, {prepared['mean_mb']:.1f} MB on average, "
           f"in {BENCH_DIR.relative_to(ROOT)}")
-    print("Each:        1024 px + 256 px WebP (q80), blurhash (32 px), perceptual hash; EXIF orientation applied\n")
+    print(f"Each:        1024 px + 256 px WebP (q80, effort {previews.WEBP_EFFORT}), blurhash (32 px), perceptual hash; "
+          "EXIF orientation applied\n")
 
     rows: dict[str, dict[str, float]] = {}
     for name in CASES:
