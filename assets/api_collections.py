@@ -33,6 +33,7 @@ from assets.collections import (
 from assets.duplicates import NEAR_THRESHOLD, asset_duplicates
 from assets.lineage import asset_lineage
 from assets.models import Collection
+from assets.selectors import asset_tag_names_attach
 from config.pagination import CursorPagination
 
 # --- collections -------------------------------------------------------------------------------------------
@@ -99,8 +100,9 @@ class ReorderSerializer(serializers.Serializer):
         return attrs
 
 
-def _detail(request: Request, collection: Collection) -> dict[str, Any]:
-    collection = collection_get_for_user(request.user, collection.pk)
+def _detail(request: Request, collection_id: Any) -> dict[str, Any]:
+    """The collection as it is now (read again through the funnel after a write), with its items."""
+    collection = collection_get_for_user(request.user, collection_id)
     collection.shown = collection_assets(collection)
     collection.item_count = len(collection.shown)
     collection.cover_id = next((a.pk for a in collection.shown if a.kind == "image"), None)
@@ -128,11 +130,11 @@ class CollectionViewSet(viewsets.ViewSet):
         collection = collection_create(user=request.user, name=data.validated_data["name"],
                                        description=data.validated_data.get("description", ""),
                                        project_id=data.validated_data.get("project"))
-        return Response(_detail(request, collection), status=status.HTTP_201_CREATED)
+        return Response(_detail(request, collection.pk), status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=CollectionDetailSerializer, summary="A collection with its items in order")
     def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(_detail(request, collection_get_for_user(request.user, pk)))
+        return Response(_detail(request, pk))
 
     @extend_schema(request=CollectionWriteSerializer(partial=True), responses=CollectionDetailSerializer,
                    summary="Rename a collection, change its description or project")
@@ -143,7 +145,7 @@ class CollectionViewSet(viewsets.ViewSet):
         collection = collection_update(user=request.user, collection_id=pk, name=given.get("name", UNSET),
                                        description=given.get("description", UNSET),
                                        project_id=given.get("project", UNSET))
-        return Response(_detail(request, collection))
+        return Response(_detail(request, collection.pk))
 
     @extend_schema(responses={204: None}, summary="Delete a collection (its assets stay)")
     def destroy(self, request: Request, pk: str) -> Response:
@@ -166,14 +168,14 @@ class CollectionViewSet(viewsets.ViewSet):
             data = ItemsRemoveSerializer(data=request.data)
             data.is_valid(raise_exception=True)
             collection_items_remove(user=request.user, collection_id=pk, asset_ids=data.validated_data["assets"])
-        return Response(_detail(request, collection_get_for_user(request.user, pk)))
+        return Response(_detail(request, pk))
 
     @extend_schema(request=None, responses=CollectionDetailSerializer, operation_id="api_v1_collections_item_remove",
                    summary="Remove one asset from the collection")
     @action(detail=True, methods=["delete"], url_path="items/<uuid:asset_id>", url_name="item")
     def item(self, request: Request, pk: str, asset_id: Any) -> Response:
         collection_items_remove(user=request.user, collection_id=pk, asset_ids=[asset_id])
-        return Response(_detail(request, collection_get_for_user(request.user, pk)))
+        return Response(_detail(request, pk))
 
     @extend_schema(request=ReorderSerializer, responses=CollectionDetailSerializer,
                    summary="Reorder: the full order, or one item to a position")
@@ -187,7 +189,7 @@ class CollectionViewSet(viewsets.ViewSet):
         else:
             collection_item_move(user=request.user, collection_id=pk, asset_id=given["asset"],
                                  position=given["position"])
-        return Response(_detail(request, collection_get_for_user(request.user, pk)))
+        return Response(_detail(request, pk))
 
 
 # --- lineage -------------------------------------------------------------------------------------------------
@@ -285,6 +287,7 @@ class AssetDuplicatesView(APIView):
         found = asset_duplicates(user=request.user, asset_id=pk)
         for asset, distance in found.near:
             asset.distance = distance
+        asset_tag_names_attach([*found.exact, *(a for a, _ in found.near)])  # the serializer's tags, one query
         data = {"exact": found.exact, "near": [a for a, _ in found.near], "threshold": NEAR_THRESHOLD,
                 "near_truncated": found.near_truncated}
         return Response(DuplicatesSerializer(data, context={"request": request}).data)

@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from assets.models import ShareLink, ShareTarget
+from assets.services import absolute_url
 from assets.shares import (
     MAX_PASSWORD,
     share_create,
@@ -28,8 +29,7 @@ from config.pagination import CursorPagination
 
 
 def share_url(share: ShareLink, request: Any = None) -> str:
-    path = reverse("studio:shared", kwargs={"token": share.token})
-    return request.build_absolute_uri(path) if request is not None else path
+    return absolute_url(request, reverse("studio:shared", kwargs={"token": share.token}))
 
 
 class ShareSerializer(serializers.ModelSerializer):

@@ -38,14 +38,6 @@ class Duplicates:
     near: list[tuple[Asset, int]]  # (asset, Hamming distance), closest first
     near_truncated: bool
 
-    def as_dict(self, present: Any) -> dict[str, Any]:
-        return {
-            "exact": [present(a) for a in self.exact],
-            "near": [{**present(a), "distance": d} for a, d in self.near],
-            "threshold": NEAR_THRESHOLD,
-            "near_truncated": self.near_truncated,
-        }
-
 
 def phash_distance(a: str, b: str) -> int:
     return (int(a, 16) ^ int(b, 16)).bit_count()
@@ -68,14 +60,13 @@ def asset_duplicates(*, user: Any, asset_id: Any, threshold: int = NEAR_THRESHOL
     truncated = False
     target = _valid_phash(asset.phash)
     if target is not None:
-        exact_ids = {a.pk for a in exact}
         rows = list(others.filter(kind=asset.kind).exclude(phash="").exclude(sha256=asset.sha256)
                     .order_by("-created_at", "-id").values_list("pk", "phash")[:NEAR_SCAN_LIMIT + 1])
         truncated = len(rows) > NEAR_SCAN_LIMIT
         close: dict[Any, int] = {}
         for pk, value in rows[:NEAR_SCAN_LIMIT]:
             other = _valid_phash(value)
-            if other is None or pk in exact_ids:
+            if other is None:  # exact copies are left out by the query (same sha256)
                 continue
             distance = (target ^ other).bit_count()
             if distance <= threshold:

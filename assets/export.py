@@ -90,8 +90,8 @@ def export_selection(*, user: Any, asset_ids: Any) -> list[uuid.UUID]:
     except ValueError:
         raise InvalidRequest("Asset ids are UUIDs.", fields={"assets": ["Not a valid id."]}) from None
     found: dict[uuid.UUID, Any] = {}
-    for start in range(0, len(ids), 1000):
-        found.update(asset_list_for_user(user, include_trashed=True).filter(pk__in=ids[start:start + 1000])
+    for batch in _batches(ids, 1000):
+        found.update(asset_list_for_user(user, include_trashed=True).filter(pk__in=batch)
                      .values_list("pk", "deleted_at"))
     if len(found) != len(ids):
         raise Http404("No such asset.")
@@ -179,10 +179,10 @@ def asset_recipe(asset: Asset, *, path: str | None = None) -> dict[str, Any]:
     }
 
 
-def _load(user: Any, ids: list[uuid.UUID]) -> dict[uuid.UUID, Asset]:
+def _load(user: Any, ids: list[uuid.UUID], *, include_trashed: bool = False) -> dict[uuid.UUID, Asset]:
     """One batch, in three queries: assets with project and generation, their tags, their collections.
     Through the access funnel again: an asset deleted or trashed since the check is left out."""
-    qs = (asset_list_for_user(user).filter(pk__in=ids).select_related("project", "generation")
+    qs = (asset_list_for_user(user, include_trashed=include_trashed).filter(pk__in=ids).select_related("project", "generation")
           .prefetch_related("tags", Prefetch("collections", queryset=Collection.objects.filter(owner=user)
                                              .only("id", "name").order_by("name"))))
     return {a.pk: a for a in qs}
@@ -355,10 +355,7 @@ def asset_embedded_response(*, user: Any, asset: Asset, inline: bool = False) ->
     asset_get_for_user; it may be in the trash (its page still offers the download)."""
     from assets.storage import protect, safe_mime
 
-    loaded = asset_list_for_user(user, include_trashed=True).filter(pk=asset.pk).select_related(
-        "project", "generation").prefetch_related("tags", Prefetch(
-            "collections", queryset=Collection.objects.filter(owner=user).only("id", "name"))).first()
-    recipe = asset_recipe(loaded or asset)
+    recipe = asset_recipe(_load(user, [asset.pk], include_trashed=True).get(asset.pk) or asset)
 
     def body() -> Iterator[bytes]:
         with open_stored(asset.file.name, asset.file.storage) as reader:

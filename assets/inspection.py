@@ -181,10 +181,6 @@ def inspect_file(fh: IO[bytes], *, name: str, size: int, strict: bool = True) ->
     return result
 
 
-def inspect_bytes(data: bytes, *, name: str, strict: bool = True) -> Inspection:
-    return inspect_file(io.BytesIO(data), name=name, size=len(data), strict=strict)
-
-
 # --- where the bytes are ---------------------------------------------------------------------------------
 
 def local_path(fh: Any) -> str | None:

@@ -51,10 +51,6 @@ class LineageNode:
     links: list[LineageNode] = field(default_factory=list)  # parents (upwards) or children (downwards)
 
     @property
-    def generation(self) -> Any:
-        return self.asset.generation
-
-    @property
     def cost(self) -> Cost:
         generation = self.asset.generation
         if generation is None:

@@ -207,6 +207,18 @@ def assets_delete(assets: Iterable[Asset]) -> int:
 
 
 @transaction.atomic
+def asset_delete_forever(*, user: Any, asset_id: Any) -> Asset:
+    """Delete one asset of the user's trash for good, now; only the trash deletes for good, so an asset
+    that is not in it (or not the user's) is a 404."""
+    asset = (asset_list_for_user(user, include_trashed=True).filter(deleted_at__isnull=False)
+             .select_for_update().filter(pk=asset_id).first())
+    if asset is None:
+        raise Http404("No such asset in your trash.")
+    assets_delete([asset])
+    return asset
+
+
+@transaction.atomic
 def assets_trash_empty(*, user: Any) -> int:
     """The user's "empty trash now"."""
     return assets_delete(asset_list_for_user(user, include_trashed=True).filter(deleted_at__isnull=False)

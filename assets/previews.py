@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 from django.core.files.base import ContentFile
 from django.db import OperationalError, transaction
 
-from assets.inspection import MAX_IMAGE_PIXELS
+from assets.inspection import MAX_IMAGE_PIXELS, VIPS_LOADERS
+from assets.inspection import _vips as _vips_configured
 from assets.models import Asset, AssetKind, PreviewStatus, preview_upload_to
 
 if TYPE_CHECKING:
@@ -64,8 +65,9 @@ MAX_VIDEO_PACKETS = 1500  # read after the seek while looking for the poster fra
 MAX_AUDIO_SECONDS = 6 * 3600
 DECODE_SECONDS = 90.0  # wall clock for one PyAV decode loop
 
-# What libvips must call the file: the loader it picks has to be the one for the sniffed type.
-IMAGE_LOADERS = {"image/jpeg": "jpegload", "image/png": "pngload", "image/webp": "webpload", "image/gif": "gifload"}
+# What libvips must call the file: the loader it picks has to be the one for the sniffed type (the
+# upload check's loaders, by their file-loading names).
+IMAGE_LOADERS = {mime: loader.removesuffix("_source") for mime, loader in VIPS_LOADERS.items()}
 # PyAV (FFmpeg) demuxers by sniffed type: never let FFmpeg probe its way to another format.
 DEMUXERS = {
     "video/mp4": "mp4", "video/quicktime": "mov", "video/webm": "webm",
@@ -73,8 +75,6 @@ DEMUXERS = {
 }
 PDF_MIME = "application/pdf"
 FILE_FIELDS = ("preview", "thumb_small", "thumb_large")
-CONTENT_TYPES = {"webp": "image/webp", "png": "image/png", "jpg": "image/jpeg"}
-CHUNK = 1024 * 1024
 
 
 class PreviewError(Exception):
@@ -129,7 +129,7 @@ def preview_make(asset: Asset | uuid.UUID | str, *, force: bool = False) -> str 
         with _local_copy(row) as path:
             outcome = _render(maker, path, row)
     except Exception as exc:
-        if _is_missing(exc):
+        if isinstance(exc, FileNotFoundError):  # open_stored turns S3's 404 into this too
             return preview_fail(row.pk, "The original file is missing from storage.", force=True)
         if isinstance(exc, _storage_errors()):
             raise PreviewRetry(f"storage unavailable: {exc}") from exc
@@ -230,14 +230,6 @@ def _storage_errors() -> tuple[type[BaseException], ...]:
     return (OSError, BotoCoreError, ClientError, OperationalError)
 
 
-def _is_missing(exc: BaseException) -> bool:
-    from botocore.exceptions import ClientError
-
-    if isinstance(exc, FileNotFoundError):
-        return True
-    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey")
-
-
 def _decoder_errors() -> tuple[type[BaseException], ...]:
     import av
     import pypdfium2
@@ -266,7 +258,7 @@ def _local_copy(asset: Asset) -> Iterator[str]:
             raise FileNotFoundError(path)
         yield path
         return
-    from assets.storage import open_stored
+    from assets.storage import CHUNK, open_stored
 
     suffix = "." + asset.file.name.rsplit(".", 1)[-1] if "." in asset.file.name else ""
     with tempfile.NamedTemporaryFile(prefix="preview-", suffix=suffix) as tmp:
@@ -296,17 +288,14 @@ _vips_ready = False
 
 
 def _vips() -> Any:
+    """pyvips as the upload check sets it up (no operation cache: it would keep decoded images and open
+    files, including deleted temporary copies, alive between tasks; no untrusted loaders), with one
+    malloc arena in a worker."""
     global _vips_ready
-    import pyvips
-
     if not _vips_ready:
         _vips_ready = True
         _limit_malloc_arenas()
-        # No operation cache in a worker: it would keep decoded images and open files (including deleted
-        # temporary copies) alive between tasks. Loaders libvips marks untrusted are never used.
-        pyvips.cache_set_max(0)
-        pyvips.block_untrusted_set(True)
-    return pyvips
+    return _vips_configured()
 
 
 def _limit_malloc_arenas(arenas: int = 1) -> None:
@@ -585,7 +574,10 @@ def render_pdf(path: str, mime: str) -> Rendered:
 
 
 def content_type_for(name: str) -> str:
-    return CONTENT_TYPES.get(name.rsplit(".", 1)[-1].lower(), "application/octet-stream")
+    """A preview file's type, from the extension it was stored under (WebP, PNG or JPEG)."""
+    from assets.storage import stored_mime
+
+    return stored_mime(name)
 
 
 def previews_backfill(*, everything: bool = False, kind: str | None = None, batch_size: int = 500,

@@ -94,12 +94,15 @@ def storage_by_project(*, owner_id: Any) -> dict[Any, dict[str, int]]:
     return {row["project_id"]: {"used": row["used"] or 0, "assets": row["assets"]} for row in rows}
 
 
+def _use(owner: Any, plan: Any) -> StorageUse:
+    limit = plan.storage_quota_mb * MIB if plan.storage_quota_mb is not None else None
+    return StorageUse(used=storage_used(owner_id=owner.pk), limit=limit, plan_code=plan.code, plan_name=plan.name)
+
+
 def storage_use(*, owner: Any) -> StorageUse:
     from billing.limits import plan_for_user
 
-    plan = plan_for_user(owner)
-    limit = plan.storage_quota_mb * MIB if plan.storage_quota_mb is not None else None
-    return StorageUse(used=storage_used(owner_id=owner.pk), limit=limit, plan_code=plan.code, plan_name=plan.name)
+    return _use(owner, plan_for_user(owner))
 
 
 def quota_check(*, owner: Any, size: int) -> StorageUse:
@@ -122,8 +125,7 @@ def quota_reserve(*, owner: Any, size: int) -> None:
         return
     assert transaction.get_connection().in_atomic_block, "quota_reserve must run inside the inserting transaction"
     list(get_user_model().objects.select_for_update().filter(pk=owner.pk).values_list("pk", flat=True))
-    use = StorageUse(used=storage_used(owner_id=owner.pk), limit=plan.storage_quota_mb * MIB,
-                     plan_code=plan.code, plan_name=plan.name)
+    use = _use(owner, plan)
     if use.used + size > (use.limit or 0):
         raise QuotaExceeded(use=use, size=size)
 

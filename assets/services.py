@@ -9,20 +9,16 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from assets.inspection import Inspection, inspect_file
+from assets.inspection import Inspection, inspect_file, iter_chunks
 from assets.models import Asset, AssetSource
 from assets.previews import preview_enqueue
 from projects.models import Project
 
-CHUNK = 1024 * 1024
-
 
 def _sha256(fh: IO[bytes]) -> str:
     digest = hashlib.sha256()
-    fh.seek(0)
-    for chunk in iter(lambda: fh.read(CHUNK), b""):
+    for chunk in iter_chunks(fh):
         digest.update(chunk)
-    fh.seek(0)
     return digest.hexdigest()
 
 

@@ -65,16 +65,13 @@ def share_get_for_user(user: Any, share_id: Any) -> ShareLink:
 
 
 def share_is_live(share: ShareLink, *, now: datetime | None = None) -> bool:
-    now = now or timezone.now()
-    if share.revoked_at is not None or (share.expires_at is not None and share.expires_at <= now):
-        return False
-    return not (share.target == ShareTarget.ASSET and share.asset.deleted_at is not None)
+    return share_status(share, now=now) == "live"
 
 
-def share_status(share: ShareLink) -> str:
+def share_status(share: ShareLink, *, now: datetime | None = None) -> str:
     if share.revoked_at is not None:
         return "revoked"
-    if share.expires_at is not None and share.expires_at <= timezone.now():
+    if share.expires_at is not None and share.expires_at <= (now or timezone.now()):
         return "expired"
     if share.target == ShareTarget.ASSET and share.asset.deleted_at is not None:
         return "trashed"

@@ -27,7 +27,7 @@ from generations.selectors import model_list
 from studio.forms import add_service_errors
 from studio.schema_form import accepts_asset
 from studio.views.collections import decorate
-from studio.views.display import KIND_ICONS, input_rows, operation_label, usd
+from studio.views.display import comma_list, input_rows, kind_icon, operation_label, usd
 from studio.views.shares import EXPIRY_CHOICES
 
 TEMPLATE = "studio/asset.html"
@@ -82,7 +82,7 @@ def _render(request: HttpRequest, asset: Any, *, form: OrganiseForm | None = Non
         "download_url": asset_download_url(asset=asset, request=request),
         "recipe": recipe,
         "actions": actions,
-        "kind_icon": KIND_ICONS.get(asset.kind, "📦"),
+        "kind_icon": kind_icon(asset.kind),
         "lineage": _lineage(request.user, asset),
         "duplicates": _duplicates(request.user, asset),
         "near_threshold": NEAR_THRESHOLD,
@@ -125,10 +125,6 @@ def _duplicates(user: Any, asset: Any) -> Duplicates:
     return found
 
 
-def _tag_names(raw: str) -> list[str]:
-    return [part for part in (p.strip() for p in raw.split(",")) if part]
-
-
 @login_required
 @require_POST
 def asset_organise(request: HttpRequest, asset_id: uuid.UUID) -> HttpResponse:
@@ -139,7 +135,7 @@ def asset_organise(request: HttpRequest, asset_id: uuid.UUID) -> HttpResponse:
         data = form.cleaned_data
         try:
             asset = asset_update(user=request.user, asset_id=asset.pk, name=data["name"], notes=data["notes"],
-                                 rating=data["rating"], favourite=data["favourite"], tags=_tag_names(data["tags"]))
+                                 rating=data["rating"], favourite=data["favourite"], tags=comma_list(data["tags"]))
         except ServiceError as exc:
             add_service_errors(form, exc)
         else:

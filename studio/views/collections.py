@@ -31,11 +31,12 @@ from assets.collections import (
     collection_update,
 )
 from assets.selectors import asset_get_for_user
+from assets.services import asset_path
 from assets.shares import shares_for_object
 from config.errors import ServiceError
 from projects.selectors import project_list_for_user
 from studio.forms import add_service_errors
-from studio.views.display import KIND_ICONS
+from studio.views.display import kind_icon
 from studio.views.shares import EXPIRY_CHOICES
 
 TEMPLATE = "studio/collection.html"
@@ -57,13 +58,13 @@ def thumb_url(asset: Any) -> str | None:
     if small:
         return small
     if asset.kind == "image":
-        return reverse("asset-download", kwargs={"pk": asset.pk}) + "?inline=1"
+        return asset_path("asset-download", asset.pk) + "?inline=1"
     return None
 
 
 def decorate(assets: Any) -> Any:
     for asset in assets:
-        asset.icon = KIND_ICONS.get(asset.kind, KIND_ICONS["other"])
+        asset.icon = kind_icon(asset.kind)
         asset.thumb = thumb_url(asset)
     return assets
 

@@ -13,6 +13,15 @@ from django.urls import reverse
 KIND_ICONS = {"image": "🖼", "video": "🎞", "audio": "🔊", "text": "📄", "mesh": "🧊", "other": "📦"}
 
 
+def comma_list(raw: str) -> list[str]:
+    """"hero, dusk ," → ["hero", "dusk"]: the tag fields' format."""
+    return [part for part in (p.strip() for p in raw.split(",")) if part]
+
+
+def kind_icon(kind: str) -> str:
+    return KIND_ICONS.get(kind, KIND_ICONS["other"])
+
+
 def usd(amount: Any) -> str:
     """'$0.002', '$1.5', '$0' — as many decimals as the price has, no trailing zeros."""
     if amount is None:

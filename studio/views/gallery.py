@@ -21,7 +21,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
-from django.urls import NoReverseMatch, Resolver404, resolve, reverse
+from django.urls import Resolver404, resolve, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
@@ -29,11 +29,12 @@ from assets.gallery import ASPECTS, SORTS, blurhash_average, thumbnail_urls
 from assets.models import Asset, AssetKind, AssetSource
 from assets.organise import assets_bulk
 from assets.selectors import asset_gallery_for_user, tag_list_for_user
+from assets.services import asset_path
 from config.errors import InvalidRequest, ServiceError
 from generations.selectors import model_list
 from projects.models import Project
 from projects.selectors import project_get_for_user, project_list_for_user
-from studio.views.display import KIND_ICONS
+from studio.views.display import comma_list, kind_icon
 
 TEMPLATE = "studio/gallery.html"
 VIEWS = ("grid", "masonry", "list")
@@ -84,11 +85,11 @@ def _decorate(assets: list[Asset], project_names: dict[uuid.UUID, str]) -> None:
         thumbnails = thumbnail_urls(asset)
         asset.thumb_small_url, asset.thumb_large_url = thumbnails["small"], thumbnails["large"]
         # Until the worker has made the previews, an image is shown from its original.
-        asset.original_url = (f"{reverse('asset-download', kwargs={'pk': asset.pk})}?inline=1"
+        asset.original_url = (f"{asset_path('asset-download', asset.pk)}?inline=1"
                               if asset.kind == AssetKind.IMAGE and asset.preview_status in ("pending", "ready")
                               else "")
         asset.placeholder = blurhash_average(asset.blurhash) or ""
-        asset.icon = KIND_ICONS.get(asset.kind, KIND_ICONS["other"])
+        asset.icon = kind_icon(asset.kind)
         asset.project_name = project_names.get(asset.project_id, "")
 
 
@@ -146,24 +147,12 @@ def _render_gallery(request: HttpRequest, params: QueryDict, *, project: Project
             "view_links": [(mode, f"{here}?{_query(shown, view=mode)}") for mode in VIEWS],
             "trash_url": f"{here}?{_query(QueryDict(), trashed='true')}",
             "filters_open": any(values[k] for k in (*FILTER_PARAMS, "tags", "project")),
-            "export_url": _export_url(),
+            "export_url": reverse("studio:export-selection"),
         })
         response = render(request, TEMPLATE, context)
     if view_asked:
         response.set_cookie(VIEW_COOKIE, view, max_age=365 * 24 * 3600, samesite="Lax")
     return response
-
-
-def _export_url() -> str:
-    """Where "Download" posts the selection (`assets` repeated, and `next` to come back to with the
-    reason if it is refused): the studio's export route, which streams the ZIP as an attachment; the
-    export API as a fallback (session auth and CSRF work there too, but its errors are JSON)."""
-    for name in ("studio:export-selection", "asset-export"):
-        try:
-            return reverse(name)
-        except NoReverseMatch:
-            continue
-    return ""
 
 
 @login_required
@@ -215,7 +204,7 @@ def gallery_bulk(request: HttpRequest) -> HttpResponse:
     success redirects back to the gallery and an error shows the same page with the selection kept."""
     ids = request.POST.getlist("assets")
     action = request.POST.get("action", "")
-    tags = [t.strip() for t in request.POST.get("tags", "").split(",") if t.strip()]
+    tags = comma_list(request.POST.get("tags", ""))
     project_id = request.POST.get("project") or None
     message, error = "", ""
     try:

@@ -35,10 +35,10 @@ from studio.forms import ProjectEditForm, UploadForm, add_service_errors
 from studio.schema_form import form_fields, initial_values, inputs_from_post
 from studio.views.budgets import budget_card_context
 from studio.views.display import (
-    KIND_ICONS,
     annotate_availability,
     default_model,
     field_error_lines,
+    kind_icon,
     model_groups,
     price_label,
 )
@@ -68,7 +68,7 @@ def _project_assets(user: Any, project: Project) -> list[Any]:
 def _assets_context(project: Project, assets: list[Any], **extra: Any) -> dict[str, Any]:
     shown = assets[:ASSET_LIMIT]
     for asset in shown:
-        asset.icon = KIND_ICONS.get(asset.kind, KIND_ICONS["other"])
+        asset.icon = kind_icon(asset.kind)
     return {"project": project, "assets": shown, "assets_truncated": len(assets) > ASSET_LIMIT, **extra}
 
 

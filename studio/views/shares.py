@@ -45,7 +45,7 @@ from assets.shares import (
 )
 from config.errors import ServiceError
 from projects.selectors import project_list_for_user
-from studio.views.display import KIND_ICONS
+from studio.views.display import kind_icon
 
 UNLOCK_RATE = "10/m"  # password attempts per IP address and link
 PAGE_SIZE = 100
@@ -147,7 +147,7 @@ def _locked_response(request: HttpRequest, share: ShareLink) -> HttpResponse | N
 
 def _decorate(assets: list[Asset]) -> list[Asset]:
     for asset in assets:
-        asset.icon = KIND_ICONS.get(asset.kind, KIND_ICONS["other"])
+        asset.icon = kind_icon(asset.kind)
     return assets
 
 

@@ -9,13 +9,12 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from assets.organise import TRASH_DAYS, asset_restore, asset_trash, assets_delete, assets_trash_empty
+from assets.organise import TRASH_DAYS, asset_delete_forever, asset_restore, asset_trash, assets_trash_empty
 from assets.selectors import asset_get_for_user, asset_list_for_user
 from studio.views.collections import decorate
 
@@ -65,11 +64,7 @@ def trash_delete_view(request: HttpRequest, asset_id: uuid.UUID) -> HttpResponse
     if request.POST.get("confirm") != "yes":
         messages.error(request, "Tick the box to confirm deleting it forever.")
         return redirect(reverse("studio:trash"))
-    with transaction.atomic():
-        asset = _trashed(request.user).select_for_update().filter(pk=asset_id).first()
-        if asset is None:  # not the user's, or not in the trash: only the trash deletes for good
-            raise Http404("No such asset in your trash.")
-        assets_delete([asset])
+    asset = asset_delete_forever(user=request.user, asset_id=asset_id)
     messages.success(request, f"Deleted {asset.name} forever.")
     return redirect("studio:trash")
 
