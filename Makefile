@@ -88,6 +88,7 @@ bench: install
 	$(PY) bench/previews.py
 	$(PY) bench/export.py
 	$(PY) bench/uploads.py
+	$(PY) bench/gallery.py
 
 schema: install
 	$(PY) manage.py spectacular --validate --fail-on-warn --file docs/openapi.yaml

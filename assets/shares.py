@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,7 +30,9 @@ from django.db.models import F, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
+from django.utils.http import urlencode
 
+from assets.gallery import SORTS, cursor_decode, keyset_page
 from assets.models import Asset, ShareLink, ShareTarget
 from assets.selectors import asset_get_for_user
 from config.errors import InvalidRequest
@@ -37,7 +41,6 @@ MAX_PASSWORD = 128
 MIN_PASSWORD = 4
 MAX_EXPIRY = timedelta(days=366)
 SESSION_KEY = "share_unlocked"
-MAX_ASSETS_SHOWN = 500  # a shared collection or project page shows at most this many, newest/ordered first
 
 
 # --- selectors -------------------------------------------------------------------------------------------
@@ -104,6 +107,35 @@ def share_assets(share: ShareLink) -> QuerySet[Asset]:
         return (visible.filter(collection_items__collection_id=share.collection_id)
                 .order_by("collection_items__position", "collection_items__id"))
     return visible.filter(project_id=share.project_id).order_by("-created_at", "-id")
+
+
+@dataclass
+class SharedPage:
+    assets: list[Asset]
+    next_query: str | None  # the query string of the next page ("cursor=…" or "page=N"), or None
+    previous_query: str | None
+
+
+def share_assets_page(share: ShareLink, params: Mapping[str, str], *, size: int) -> SharedPage:
+    """One page of a shared collection or project. A project can hold 100,000 assets, so its pages are
+    keyset pages newest first, as the gallery's (assets.gallery): page 1,000 costs what page 1 costs. A
+    collection is a hand-ordered selection, paged by number in its own order. A cursor or page number
+    that is not one of ours starts again from the first page: this is a public page, not an API."""
+    assets = share_assets(share)
+    if share.target == ShareTarget.PROJECT:
+        sort = SORTS["newest"]
+        try:
+            cursor = cursor_decode(params["cursor"], sort) if params.get("cursor") else None
+        except InvalidRequest:
+            cursor = None
+        page = keyset_page(assets, sort=sort, cursor=cursor, size=size)
+        return SharedPage(page.assets, page.next_cursor and urlencode({"cursor": page.next_cursor}),
+                          page.previous_cursor and urlencode({"cursor": page.previous_cursor}))
+    raw = params.get("page", "1")
+    number = int(raw) if raw.isdigit() and 0 < int(raw) <= 100_000 else 1
+    rows = list(assets[(number - 1) * size:number * size + 1])
+    return SharedPage(rows[:size], f"page={number + 1}" if len(rows) > size else None,
+                      f"page={number - 1}" if number > 1 else None)
 
 
 def share_asset_get(share: ShareLink, asset_id: Any) -> Asset:

@@ -15,7 +15,8 @@ Measured, median and p95 of `--repeat` runs after a warm-up, each against the sa
   same page as model instances, with its tags (a second query);
 - **API**: `GET /api/v1/assets` through DRF's APIClient with a Bearer token, DEBUG off: token
   authentication, the plan's rate limit, the query, serialization and JSON included; on PostgreSQL
-  also the part of it spent executing its queries.
+  also the part of it spent executing its queries; and the same request for an empty project, which is
+  what any authenticated API call costs before it has rows to read (its fixed cost).
 
 Page 1,000 is reached by walking the 999 pages before it with their `next` cursors (which also checks
 that the walk saw every asset once). The same for `sort=rating`, and for one filtered and searched page
@@ -361,6 +362,7 @@ def measure(owner: Any, token: str, *, repeat: int, depth: int) -> int:
 
     from assets.models import Asset
     from assets.selectors import asset_gallery_for_user
+    from projects.models import Project
 
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
@@ -433,11 +435,16 @@ def measure(owner: Any, token: str, *, repeat: int, depth: int) -> int:
         results["api"][page] = _timed(api(params), repeat)
         if connection.vendor == "postgresql":  # psycopg has the rows when execute returns; sqlite3 not yet
             results.setdefault("api_db", {})[page] = database_time(params)
+    # What any authenticated API call costs before there is a page to read: the same request for an
+    # empty project (token, plan throttle, DRF, one index probe that finds nothing, JSON).
+    empty = Project.objects.create(owner=owner, name="Empty")
+    results["api_empty"] = {page: _timed(api({"project": str(empty.pk)}), repeat) for page in cursors}
     rows += [("raw SQL, page query (baseline)", "raw", results["raw"]),
              ("selector: page + its tags", "selector", results["selector"]),
              ("API: GET /api/v1/assets", "api", results["api"])]
     if "api_db" in results:
         rows.append(("API: of which in its 5 queries", "api_db", results["api_db"]))
+    rows.append(("API: an empty page (fixed cost)", "api_empty", results["api_empty"]))
     query_counts.append(("newest", queries({}), queries({"cursor": deep})))
     explains.append((f"newest, page {depth} (raw page query)", _explain(*_raw_newest(owner, deep))))
 

@@ -32,7 +32,7 @@ from assets.models import Asset, ShareLink, ShareTarget
 from assets.shares import (
     MAX_PASSWORD,
     share_asset_get,
-    share_assets,
+    share_assets_page,
     share_create,
     share_get_public,
     share_is_unlocked,
@@ -164,15 +164,9 @@ def shared_page(request: HttpRequest, token: str) -> HttpResponse:
     if share.target == ShareTarget.ASSET:
         asset = share_asset_get(share, share.asset_id)
         return _public(render(request, "studio/shared_asset.html", {**ctx, "asset": _decorate([asset])[0]}), share)
-    try:
-        page = max(1, int(request.GET.get("page", "1")))
-    except ValueError:
-        page = 1
-    start = (page - 1) * PAGE_SIZE
-    assets = _decorate(list(share_assets(share)[start:start + PAGE_SIZE + 1]))
+    page = share_assets_page(share, request.GET, size=PAGE_SIZE)
     return _public(render(request, "studio/shared_gallery.html", {
-        **ctx, "assets": assets[:PAGE_SIZE], "page": page,
-        "next_page": page + 1 if len(assets) > PAGE_SIZE else None, "prev_page": page - 1 if page > 1 else None,
+        **ctx, "assets": _decorate(page.assets), "next_query": page.next_query, "previous_query": page.previous_query,
     }), share)
 
 

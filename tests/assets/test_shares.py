@@ -233,6 +233,51 @@ def test_a_shared_project_shows_its_assets_and_nothing_from_other_projects(clien
     assert client.get(file_url(share, other)).status_code == 404
 
 
+def _names_and_links(html: str) -> tuple[list[str], dict[str, str]]:
+    names = re.findall(r'class="tile-name">([^<]+)<', html)
+    links = dict((label, query.replace("&amp;", "&")) for query, label in
+                 re.findall(r'href="\?([^"]+)">(?:← )?(Previous|Next)', html))
+    return names, links
+
+
+def test_a_shared_project_pages_newest_first_by_cursor(client: Any, owner: Any, project: Any,
+                                                       monkeypatch: Any) -> None:
+    """A project may hold 100,000 assets: its public pages are keyset pages, like the gallery's."""
+    monkeypatch.setattr("studio.views.shares.PAGE_SIZE", 2)
+    for n in range(5):
+        image(project, f"p{n}.png", (n * 40, 0, 0))
+    share = share_create(user=owner, target="project", target_id=project.pk)
+    names, links = _names_and_links(client.get(shared_url(share)).text)
+    assert names == ["p4.png", "p3.png"] and set(links) == {"Next"} and links["Next"].startswith("cursor=")
+    seen = list(names)
+    while "Next" in links:
+        names, links = _names_and_links(client.get(f"{shared_url(share)}?{links['Next']}").text)
+        seen += names
+    assert seen == ["p4.png", "p3.png", "p2.png", "p1.png", "p0.png"]
+    assert set(links) == {"Previous"}
+    names, _ = _names_and_links(client.get(f"{shared_url(share)}?{links['Previous']}").text)
+    assert names == ["p2.png", "p1.png"]
+    # A cursor that is not ours (or another sort's) is the first page, not an error page.
+    for junk in ("cursor=nonsense", "cursor=", "page=7"):
+        names, _ = _names_and_links(client.get(f"{shared_url(share)}?{junk}").text)
+        assert names == ["p4.png", "p3.png"], junk
+
+
+def test_a_shared_collection_pages_in_its_own_order(client: Any, owner: Any, project: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr("studio.views.shares.PAGE_SIZE", 2)
+    assets = [image(project, f"c{n}.png", (0, n * 40, 0)) for n in range(3)]
+    collection = collection_create(user=owner, name="Board")
+    collection_items_add(user=owner, collection_id=collection.pk, asset_ids=[a.pk for a in reversed(assets)])
+    share = share_create(user=owner, target="collection", target_id=collection.pk)
+    names, links = _names_and_links(client.get(shared_url(share)).text)
+    assert names == ["c2.png", "c1.png"] and links == {"Next": "page=2"}
+    names, links = _names_and_links(client.get(f"{shared_url(share)}?page=2").text)
+    assert names == ["c0.png"] and links == {"Previous": "page=1"}
+    for junk in ("page=0", "page=-1", "page=x", "page=99999999999"):
+        names, _ = _names_and_links(client.get(f"{shared_url(share)}?{junk}").text)
+        assert names == ["c2.png", "c1.png"], junk
+
+
 # --- links that do not work -------------------------------------------------------------------------------------
 
 def test_expired_revoked_unknown_and_trashed_links_are_a_plain_404(client: Any, owner: Any, project: Any) -> None:
