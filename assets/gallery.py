@@ -109,8 +109,15 @@ class Cursor:
 BAD_CURSOR = "Not a cursor of this list (it may belong to another sort order); start again from the first page."
 
 
+MAX_CURSOR_LENGTH = 512  # ours are under 200 characters
+
+
 def cursor_decode(token: str, sort: Sort) -> Cursor:
+    """A cursor this module encoded for `sort`; anything else (forged, truncated, another sort's, from a
+    different build) is a 400 naming the cursor, never a 500."""
     try:
+        if len(token) > MAX_CURSOR_LENGTH:
+            raise ValueError
         data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         if not isinstance(data, dict) or data.get("s") != sort.name:
             raise ValueError
@@ -123,15 +130,19 @@ def cursor_decode(token: str, sort: Sort) -> Cursor:
                 if not isinstance(value, int) or isinstance(value, bool):
                     raise ValueError
                 values.append(value)
+            elif not isinstance(value, str):
+                raise ValueError
             elif kind == "dt":
                 parsed = datetime.fromisoformat(value)
-                if timezone.is_naive(parsed):
+                # Aware, and a year every database can store after conversion to UTC (year 1 at +05:00
+                # would fall before year 1).
+                if timezone.is_naive(parsed) or not 1900 <= parsed.year <= 9000:
                     raise ValueError
                 values.append(parsed)
             else:
                 values.append(uuid.UUID(value))
         return Cursor(sort.name, values, backwards=bool(data.get("b")))
-    except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError, RecursionError):
         raise InvalidRequest(f"cursor: {BAD_CURSOR}", fields={"cursor": [BAD_CURSOR]}) from None
 
 

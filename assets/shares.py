@@ -17,6 +17,7 @@ a hash of the stored password hash, so a link whose password changes locks again
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 from collections.abc import Mapping
@@ -132,7 +133,7 @@ def share_assets_page(share: ShareLink, params: Mapping[str, str], *, size: int)
         return SharedPage(page.assets, page.next_cursor and urlencode({"cursor": page.next_cursor}),
                           page.previous_cursor and urlencode({"cursor": page.previous_cursor}))
     raw = params.get("page", "1")
-    number = int(raw) if raw.isdigit() and 0 < int(raw) <= 100_000 else 1
+    number = int(raw) if re.fullmatch(r"[0-9]{1,6}", raw) and int(raw) > 0 else 1
     rows = list(assets[(number - 1) * size:number * size + 1])
     return SharedPage(rows[:size], f"page={number + 1}" if len(rows) > size else None,
                       f"page={number - 1}" if number > 1 else None)

@@ -188,10 +188,10 @@ def _unlock(request: HttpRequest, share: ShareLink) -> HttpResponse:
 def shared_asset_page(request: HttpRequest, token: str, asset_id: uuid.UUID) -> HttpResponse:
     """One asset of a shared collection or project, larger."""
     share = share_get_public(token)
-    asset = share_asset_get(share, asset_id)
-    locked = _locked_response(request, share)
+    locked = _locked_response(request, share)  # first: until unlocked, every asset id gets the same prompt
     if locked is not None:
         return locked
+    asset = share_asset_get(share, asset_id)
     return _public(render(request, "studio/shared_asset.html", {
         "share": share, "title": share_title(share), "token": share.token, "asset": _decorate([asset])[0],
         "in_gallery": share.target != ShareTarget.ASSET,

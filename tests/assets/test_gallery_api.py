@@ -4,6 +4,7 @@ by test_search.py and test_gallery_page.py); the list never opens files, so none
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -232,6 +233,27 @@ def test_a_cursor_of_another_sort_is_refused(owner_api: APIClient, owner: Any, p
     cursor = newest.split("cursor=")[1].split("&")[0]
     response = owner_api.get("/api/v1/assets", {"sort": "rating", "cursor": cursor})
     assert response.status_code == 400
+    assert "cursor" in response.json()["error"]["fields"]
+
+
+def _forged(payload: str) -> str:
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("cursor", [
+    _forged('{"s":"newest","k":["2024-01-01T00:00:00+00:00",5],"b":0}'),  # a number for the id
+    _forged('{"s":"newest","k":[["x"],{"y":1}],"b":0}'),  # a list and an object
+    _forged('{"s":"newest","k":["0001-01-01T00:00:00+05:00","6f1c5b0e-8a5e-4c61-9d3b-2a1d2e3f4a5b"],"b":0}'),
+    _forged('{"s":"newest","k":["2024-01-01T00:00:00",' '"6f1c5b0e-8a5e-4c61-9d3b-2a1d2e3f4a5b"],"b":0}'),  # naive
+    _forged("[" * 3000),  # nested past the JSON parser's recursion limit
+    "A" * 5000,
+    "not base64 at all!",
+])
+def test_a_forged_cursor_is_a_400_naming_the_cursor_never_a_500(owner_api: APIClient, owner: Any, project: Any,
+                                                                 cursor: str) -> None:
+    make_many(owner, project, 2)
+    response = owner_api.get("/api/v1/assets", {"cursor": cursor})
+    assert response.status_code == 400, response.content[:300]
     assert "cursor" in response.json()["error"]["fields"]
 
 

@@ -3,6 +3,7 @@ anyone with a live link sees, which show only what the owner chose."""
 
 from __future__ import annotations
 
+import base64
 import io
 import re
 import time
@@ -258,7 +259,8 @@ def test_a_shared_project_pages_newest_first_by_cursor(client: Any, owner: Any, 
     names, _ = _names_and_links(client.get(f"{shared_url(share)}?{links['Previous']}").text)
     assert names == ["p2.png", "p1.png"]
     # A cursor that is not ours (or another sort's) is the first page, not an error page.
-    for junk in ("cursor=nonsense", "cursor=", "page=7"):
+    forged = base64.urlsafe_b64encode(b'{"s":"newest","k":["2024-01-01T00:00:00+00:00",5],"b":0}').decode()
+    for junk in ("cursor=nonsense", "cursor=", "page=7", f"cursor={forged}"):
         names, _ = _names_and_links(client.get(f"{shared_url(share)}?{junk}").text)
         assert names == ["p4.png", "p3.png"], junk
 
@@ -273,7 +275,7 @@ def test_a_shared_collection_pages_in_its_own_order(client: Any, owner: Any, pro
     assert names == ["c2.png", "c1.png"] and links == {"Next": "page=2"}
     names, links = _names_and_links(client.get(f"{shared_url(share)}?page=2").text)
     assert names == ["c0.png"] and links == {"Previous": "page=1"}
-    for junk in ("page=0", "page=-1", "page=x", "page=99999999999"):
+    for junk in ("page=0", "page=-1", "page=x", "page=99999999999", "page=²", "page=٣"):
         names, _ = _names_and_links(client.get(f"{shared_url(share)}?{junk}").text)
         assert names == ["c2.png", "c1.png"], junk
 
@@ -330,6 +332,16 @@ def test_a_password_link_asks_first_and_serves_nothing_until_unlocked(client: An
     share.refresh_from_db()
     assert share.view_count == 1  # the prompt is not a view
     assert Client().get(file_url(share, asset)).status_code == 404  # another browser must unlock too
+
+
+def test_a_locked_project_link_says_nothing_about_which_assets_it_holds(client: Any, owner: Any,
+                                                                        project: Any) -> None:
+    inside = image(project, "inside.png")
+    outside = image(project_create(owner=owner, name="Elsewhere"), "outside.png")
+    share = share_create(user=owner, target="project", target_id=project.pk, password="open sesame")
+    answers = [client.get(file_url(share, asset, "asset")) for asset in (inside, outside)]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert all("Password required" in a.text and ".png" not in a.text for a in answers)
 
 
 def test_the_password_form_needs_the_csrf_token(locked: tuple[ShareLink, Asset]) -> None:
