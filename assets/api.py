@@ -142,7 +142,8 @@ class AssetBulkSerializer(serializers.Serializer):
     action = serializers.ChoiceField(choices=BULK_ACTIONS)
     project = serializers.UUIDField(required=False, allow_null=True, help_text="For move: the project to move to.")
     tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False,
-                                 help_text="For tag and untag.")
+                                 max_length=MAX_TAGS_PER_ASSET,
+                                 help_text="For tag and untag. An asset carries at most 50 tags.")
     rating = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=5,
                                       help_text="For rate: 1-5, or null or 0 to clear.")
 

@@ -126,8 +126,8 @@ def cursor_decode(token: str, sort: Sort) -> Cursor:
             raise ValueError
         values: list[Any] = []
         for kind, value in zip(sort.kinds, raw, strict=True):
-            if kind == "int":
-                if not isinstance(value, int) or isinstance(value, bool):
+            if kind == "int":  # a rating: 0 (none) to 5
+                if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 5:
                     raise ValueError
                 values.append(value)
             elif not isinstance(value, str):

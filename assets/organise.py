@@ -14,18 +14,20 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from django.db.models import Count
+from django.db.models.functions import Lower
 from django.http import Http404
 from django.utils import timezone
 
 from assets.models import Asset, Tag
 from assets.selectors import asset_list_for_user
-from assets.services import asset_file_names, asset_search_text
+from assets.services import asset_file_names, asset_search_text, files_delete_on_commit
 from config.errors import InvalidRequest
 
 TRASH_DAYS = 30
 MAX_TAGS_PER_ASSET = 50
+MAX_NAME = 255  # Asset.name's column
 MAX_BULK = 500
 UNSET: Any = object()
 
@@ -84,12 +86,13 @@ def _clean_name(name: Any, asset: Asset) -> str:
     if not isinstance(name, str) or not name.strip():
         raise InvalidRequest("A name cannot be empty.", fields={"name": ["Required."]})
     name = name.strip().replace("/", "-").replace("\\", "-")
-    if len(name) > 255:
-        raise InvalidRequest("A name is at most 255 characters.", fields={"name": ["At most 255 characters."]})
     # Keep the real extension: downloads are named after it, and the type comes from the content anyway.
     ext = asset.name.rsplit(".", 1)[-1] if "." in asset.name else ""
     if ext and not name.lower().endswith(f".{ext.lower()}"):
         name = f"{name}.{ext}"
+    if len(name) > MAX_NAME:
+        limit = f"At most {MAX_NAME} characters" + (f", with the .{ext} ending." if ext else ".")
+        raise InvalidRequest(f"A name is at most {MAX_NAME} characters.", fields={"name": [limit]})
     return name
 
 
@@ -170,13 +173,23 @@ def assets_bulk(*, user: Any, asset_ids: Any, action: str, project_id: Any = Non
     if action in ("tag", "untag"):
         if not isinstance(tags, list | tuple) or not tags:
             raise InvalidRequest("Name at least one tag.", fields={"tags": ["Expected a non-empty list."]})
-        found = tags_get_or_create(user=user, names=tags) if action == "tag" else list(
-            Tag.objects.filter(owner=user, name__in=[tag_name_clean(t) for t in tags]))
+        if len(tags) > MAX_TAGS_PER_ASSET:
+            raise InvalidRequest(f"At most {MAX_TAGS_PER_ASSET} tags at a time.", fields={"tags": ["Too many tags."]})
         through = Asset.tags.through
         if action == "tag":
+            found = tags_get_or_create(user=user, names=tags)
             through.objects.bulk_create([through(asset_id=a, tag_id=t.pk) for a in ids for t in found],
                                         ignore_conflicts=True)
+            crowded = (through.objects.filter(asset_id__in=ids).values("asset_id").annotate(n=Count("id"))
+                       .filter(n__gt=MAX_TAGS_PER_ASSET).count())
+            if crowded:  # the transaction rolls back: all or nothing
+                raise InvalidRequest(
+                    f"{crowded} of these assets would have more than {MAX_TAGS_PER_ASSET} tags; nothing was tagged.",
+                    fields={"tags": [f"At most {MAX_TAGS_PER_ASSET} tags per asset."]})
         else:
+            # Tag names are unique whatever their case, and found whatever case they are typed in.
+            names = {tag_name_clean(t).lower() for t in tags}
+            found = list(Tag.objects.alias(key=Lower("name")).filter(owner=user, key__in=names))
             through.objects.filter(asset_id__in=ids, tag__in=found).delete()
         _refresh_search_text(assets)
         return len(ids)
@@ -202,7 +215,7 @@ def assets_delete(assets: Iterable[Asset]) -> int:
     assets = list(assets)
     names = [name for asset in assets for name in asset_file_names(asset)]
     Asset.objects.filter(pk__in=[a.pk for a in assets]).delete()
-    transaction.on_commit(lambda: [default_storage.delete(n) for n in names])
+    files_delete_on_commit(names)
     return len(assets)
 
 

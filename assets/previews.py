@@ -216,11 +216,10 @@ def _save(asset_id: uuid.UUID, rendered: Rendered, *, status: str, force: bool) 
 
 
 def _delete_files(storage: Storage, names: list[str]) -> None:
-    for name in names:
-        try:
-            storage.delete(name)
-        except Exception:  # a leftover file is better than a lost preview row; logged for a sweep
-            logger.warning("could not delete preview file %s", name, exc_info=True)
+    """A leftover file is better than a lost preview row: failures are logged, not raised."""
+    from assets.services import files_delete  # services imports this module
+
+    files_delete(names, storage=storage)
 
 
 def _storage_errors() -> tuple[type[BaseException], ...]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import logging
 from typing import IO, Any
 
 from django.core.files import File
@@ -13,6 +14,8 @@ from assets.inspection import Inspection, inspect_file, iter_chunks
 from assets.models import Asset, AssetSource
 from assets.previews import preview_enqueue
 from projects.models import Project
+
+logger = logging.getLogger(__name__)
 
 
 def _sha256(fh: IO[bytes]) -> str:
@@ -131,9 +134,51 @@ def asset_file_names(asset: Asset) -> list[str]:
     return [f.name for f in (asset.file, asset.preview, asset.thumb_small, asset.thumb_large) if f and f.name]
 
 
+FILES_DELETED_INLINE = 100  # more than this (a large trash, a whole project) go to the worker in batches
+FILES_DELETE_BATCH = 1000
+
+
+def files_delete(names: list[str], *, storage: Any = None) -> list[str]:
+    """Delete these stored files, each on its own: one that fails (storage down, a permission) is logged
+    and returned, and the rest are still deleted."""
+    storage = storage or default_storage
+    failed = []
+    for name in names:
+        try:
+            storage.delete(name)
+        except Exception:
+            logger.warning("could not delete stored file %s", name, exc_info=True)
+            failed.append(name)
+    return failed
+
+
+def files_delete_on_commit(names: list[str]) -> None:
+    """Delete files once the current transaction (which deletes their rows) commits; a rollback keeps
+    them. A few are deleted there and then; more go to the worker in batches (assets.tasks), so emptying
+    a trash of thousands on S3 never holds the request, and failures are retried."""
+    names = [n for n in names if n]
+    if not names:
+        return
+
+    def run() -> None:
+        if len(names) <= FILES_DELETED_INLINE:
+            files_delete(names)
+            return
+        from assets.tasks import assets_files_delete
+
+        for start in range(0, len(names), FILES_DELETE_BATCH):
+            assets_files_delete.delay(names[start:start + FILES_DELETE_BATCH])
+
+    transaction.on_commit(run, robust=True)
+
+
 def asset_files_delete_for_project(*, project: Project) -> None:
-    names = [n for row in project.assets.values_list("file", "preview", "thumb_small", "thumb_large") for n in row]
-    transaction.on_commit(lambda: [default_storage.delete(n) for n in names if n])
+    """Delete the files of the project's assets once the caller's transaction (which deletes the
+    project) commits. The rows are locked first: an asset moved out of the project meanwhile either
+    left before this read (and keeps its files) or waits, and finds itself deleted with the project."""
+    names = [n for row in project.assets.select_for_update().values_list("file", "preview", "thumb_small",
+                                                                          "thumb_large") for n in row]
+    files_delete_on_commit(names)
 
 
 _PK = "00000000-0000-4000-8000-000000000000"

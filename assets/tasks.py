@@ -50,3 +50,21 @@ def assets_purge_trash_task() -> int:
     from assets.organise import assets_purge_trash
 
     return assets_purge_trash()
+
+
+FILES_DELETE_MAX_RETRIES = 6
+
+
+@shared_task(bind=True, max_retries=FILES_DELETE_MAX_RETRIES)
+def assets_files_delete(self, names: list[str]) -> int:  # type: ignore[no-untyped-def]
+    """Delete stored files whose rows are gone (assets.services.files_delete_on_commit); the ones that
+    fail are retried with backoff, then logged by name for an operator."""
+    from assets.services import files_delete
+
+    failed = files_delete(names)
+    if failed:
+        if self.request.retries >= self.max_retries:
+            logger.error("gave up deleting %d stored files: %s", len(failed), ", ".join(failed[:50]))
+        else:
+            raise self.retry(args=[failed], countdown=_backoff(self.request.retries))
+    return len(names) - len(failed)

@@ -240,11 +240,16 @@ def _forged(payload: str) -> str:
     return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
 
 
+RATING_OVERFLOW = _forged('{"s":"rating","k":[1000000000000000000000000000000,"2024-01-01T00:00:00+00:00",'
+                          '"6f1c5b0e-8a5e-4c61-9d3b-2a1d2e3f4a5b"],"b":0}')  # past any integer column
+
+
 @pytest.mark.parametrize("cursor", [
     _forged('{"s":"newest","k":["2024-01-01T00:00:00+00:00",5],"b":0}'),  # a number for the id
     _forged('{"s":"newest","k":[["x"],{"y":1}],"b":0}'),  # a list and an object
     _forged('{"s":"newest","k":["0001-01-01T00:00:00+05:00","6f1c5b0e-8a5e-4c61-9d3b-2a1d2e3f4a5b"],"b":0}'),
     _forged('{"s":"newest","k":["2024-01-01T00:00:00",' '"6f1c5b0e-8a5e-4c61-9d3b-2a1d2e3f4a5b"],"b":0}'),  # naive
+    RATING_OVERFLOW,
     _forged("[" * 3000),  # nested past the JSON parser's recursion limit
     "A" * 5000,
     "not base64 at all!",
@@ -252,7 +257,8 @@ def _forged(payload: str) -> str:
 def test_a_forged_cursor_is_a_400_naming_the_cursor_never_a_500(owner_api: APIClient, owner: Any, project: Any,
                                                                  cursor: str) -> None:
     make_many(owner, project, 2)
-    response = owner_api.get("/api/v1/assets", {"cursor": cursor})
+    sort = "rating" if cursor == RATING_OVERFLOW else "newest"
+    response = owner_api.get("/api/v1/assets", {"cursor": cursor, "sort": sort})
     assert response.status_code == 400, response.content[:300]
     assert "cursor" in response.json()["error"]["fields"]
 

@@ -11,7 +11,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from assets.models import Asset, Tag
-from assets.organise import asset_update, assets_bulk, assets_purge_trash
+from assets.organise import MAX_TAGS_PER_ASSET, asset_update, assets_bulk, assets_purge_trash
 from assets.selectors import asset_list_for_user
 from assets.services import asset_create_from_bytes
 from config.errors import InvalidRequest
@@ -69,6 +69,34 @@ def test_bulk_tag_untag_move_and_favourite(owner: Any, project: Any) -> None:
     assert assets_bulk(user=owner, asset_ids=[a.pk], action="favourite") == 1
     with pytest.raises(InvalidRequest):
         assets_bulk(user=owner, asset_ids=[a.pk], action="explode")
+
+
+def test_untag_finds_a_tag_whatever_case_it_is_typed_in(owner: Any, project: Any) -> None:
+    asset = text_asset(project)
+    assets_bulk(user=owner, asset_ids=[asset.pk], action="tag", tags=["Sunset"])
+    assert assets_bulk(user=owner, asset_ids=[asset.pk], action="untag", tags=["sunset"]) == 1
+    assert not asset.tags.exists()
+
+
+def test_bulk_tagging_keeps_every_asset_within_the_tag_limit(owner: Any, project: Any) -> None:
+    crowded, roomy = text_asset(project, "crowded.txt"), text_asset(project, "roomy.txt")
+    asset_update(user=owner, asset_id=crowded.pk, tags=[f"t{n}" for n in range(MAX_TAGS_PER_ASSET - 1)])
+    with pytest.raises(InvalidRequest) as refused:
+        assets_bulk(user=owner, asset_ids=[crowded.pk, roomy.pk], action="tag", tags=["one", "two"])
+    assert "1 of these assets would have more than 50 tags" in refused.value.message
+    assert crowded.tags.count() == MAX_TAGS_PER_ASSET - 1 and not roomy.tags.exists()  # nothing was tagged
+    with pytest.raises(InvalidRequest):
+        assets_bulk(user=owner, asset_ids=[roomy.pk], action="tag", tags=[f"n{n}" for n in range(51)])
+    assert assets_bulk(user=owner, asset_ids=[crowded.pk, roomy.pk], action="tag", tags=["one"]) == 2
+    assert crowded.tags.count() == MAX_TAGS_PER_ASSET
+
+
+def test_a_new_name_fits_the_column_with_its_extension(owner: Any, project: Any) -> None:
+    asset = text_asset(project, "notes.txt")
+    with pytest.raises(InvalidRequest) as refused:
+        asset_update(user=owner, asset_id=asset.pk, name="n" * 255)
+    assert refused.value.fields == {"name": ["At most 255 characters, with the .txt ending."]}
+    assert asset_update(user=owner, asset_id=asset.pk, name="n" * 251).name == "n" * 251 + ".txt"
 
 
 def test_moving_into_someone_elses_project_is_404(owner: Any, outsider: Any, project: Any) -> None:

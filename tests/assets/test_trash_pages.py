@@ -15,9 +15,9 @@ from django.utils import timezone
 from PIL import Image
 
 from assets.models import Asset
-from assets.organise import asset_trash
+from assets.organise import asset_trash, assets_trash_empty
 from assets.services import asset_create_from_bytes
-from assets.tasks import assets_purge_trash_task
+from assets.tasks import assets_files_delete, assets_purge_trash_task
 from projects.services import project_create
 
 pytestmark = pytest.mark.django_db
@@ -103,6 +103,50 @@ def test_empty_trash_deletes_only_the_trash(signed_in: Any, owner: Any, project:
     with django_capture_on_commit_callbacks(execute=True):
         signed_in.post(reverse("studio:trash-empty"), {"confirm": "yes"})
     assert list(Asset.objects.values_list("pk", flat=True)) == [kept.pk]
+
+
+def test_a_large_trash_is_emptied_with_its_files_deleted_by_the_worker(
+        signed_in: Any, owner: Any, project: Any, monkeypatch: Any, django_capture_on_commit_callbacks: Any) -> None:
+    monkeypatch.setattr("assets.services.FILES_DELETED_INLINE", 2)
+    monkeypatch.setattr("assets.services.FILES_DELETE_BATCH", 2)
+    gone = [trashed(owner, project, f"t{n}.png", (n, 9, 9)) for n in range(5)]
+    batches: list[list[str]] = []
+    monkeypatch.setattr("assets.tasks.assets_files_delete.delay", lambda names: batches.append(names))
+    with django_capture_on_commit_callbacks(execute=True):
+        signed_in.post(reverse("studio:trash-empty"), {"confirm": "yes"})
+    assert not Asset.objects.exists()
+    assert [len(b) for b in batches] == [2, 2, 1]  # the request queued them and deleted none itself
+    assert all(default_storage.exists(a.file.name) for a in gone)
+    for batch in batches:
+        assert assets_files_delete.apply(args=[batch]).get() == len(batch)
+    assert not any(default_storage.exists(a.file.name) for a in gone)
+
+
+def test_a_file_that_cannot_be_deleted_does_not_stop_the_others(owner: Any, project: Any, monkeypatch: Any,
+                                                                django_capture_on_commit_callbacks: Any,
+                                                                caplog: Any) -> None:
+    stuck, freed = trashed(owner, project, "stuck.png"), trashed(owner, project, "freed.png", (9, 9, 9))
+    storage_class = type(default_storage._wrapped)
+    real_delete = storage_class.delete
+
+    def delete(storage: Any, name: str) -> None:
+        if name == stuck.file.name:
+            raise PermissionError(13, "Permission denied", name)
+        real_delete(storage, name)
+
+    monkeypatch.setattr(storage_class, "delete", delete)
+    with django_capture_on_commit_callbacks(execute=True):
+        assets_trash_empty(user=owner)
+    assert not Asset.objects.exists()
+    assert default_storage.exists(stuck.file.name) and not default_storage.exists(freed.file.name)
+    assert f"could not delete stored file {stuck.file.name}" in caplog.text
+    # The worker's batch retries what failed (eagerly here, at once), then gives up, naming the files.
+    monkeypatch.setattr("assets.tasks._backoff", lambda retries: 0)
+    assert assets_files_delete.apply(args=[[stuck.file.name]]).get() == 0
+    assert f"gave up deleting 1 stored files: {stuck.file.name}" in caplog.text
+    monkeypatch.undo()
+    assert assets_files_delete.apply(args=[[stuck.file.name]]).get() == 1
+    assert not default_storage.exists(stuck.file.name)
 
 
 def test_the_daily_purge_task_deletes_what_has_been_in_the_trash_for_30_days(
