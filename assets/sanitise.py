@@ -25,6 +25,7 @@ import re
 import struct
 import tempfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -306,33 +307,41 @@ def _webp_patches(fh: IO[bytes]) -> list[Patch]:
 
 # --- writing the patched copy ---------------------------------------------------------------------------------
 
+def patched_chunks(fh: IO[bytes], patches: list[Patch]) -> Iterator[bytes]:
+    """`fh` from its start with `patches` applied (sorted by position; they must not overlap), in
+    chunks of at most SCAN_CHUNK bytes; an insertion is a patch with start == end."""
+    fh.seek(0)
+    position = 0
+    for patch in sorted(patches, key=lambda p: (p.start, p.end)):
+        yield from _copied(fh, patch.start - position)
+        if patch.data:
+            yield patch.data
+        fh.seek(patch.end)
+        position = patch.end
+    yield from _copied(fh, None)
+
+
+def _copied(src: IO[bytes], count: int | None) -> Iterator[bytes]:
+    while count is None or count > 0:
+        data = src.read(SCAN_CHUNK if count is None else min(SCAN_CHUNK, count))
+        if not data:
+            return
+        yield data
+        if count is not None:
+            count -= len(data)
+
+
 def apply_patches(fh: IO[bytes], patches: list[Patch]) -> tuple[File, int]:
     """A new temporary file holding `fh` with `patches` applied, streamed; and its size. The caller
     closes it (which deletes it)."""
     out = tempfile.NamedTemporaryFile(suffix=".upload", dir=settings.FILE_UPLOAD_TEMP_DIR)
-    fh.seek(0)
-    position = 0
-    for patch in sorted(patches, key=lambda p: p.start):
-        _copy(fh, out, patch.start - position)
-        out.write(patch.data)
-        fh.seek(patch.end)
-        position = patch.end
-    _copy(fh, out, None)
+    for chunk in patched_chunks(fh, patches):
+        out.write(chunk)
     size = out.tell()
     out.flush()
     out.seek(0)
     fh.seek(0)
     return File(out, name=out.name), size
-
-
-def _copy(src: IO[bytes], dst: IO[bytes], count: int | None) -> None:
-    while count is None or count > 0:
-        data = src.read(SCAN_CHUNK if count is None else min(SCAN_CHUNK, count))
-        if not data:
-            return
-        dst.write(data)
-        if count is not None:
-            count -= len(data)
 
 
 def location_remove(fh: IO[bytes], *, mime: str) -> tuple[File, int] | None:

@@ -4,7 +4,8 @@ The token (`secrets.token_urlsafe(32)`, 256 bits) is the link's only secret; it 
 alone. A link is *live* until it is revoked or expires; a link that is not live, or an unknown token,
 is a 404 with no hint of which (never a 403). What a visitor sees is only what the owner chose: the
 files, their names and kinds, the title of what was shared, and the prompt if `show_prompt`; never
-costs, the provider or model, notes, tags, ratings, metadata, or the owner.
+costs, the provider or model, notes, tags, ratings, metadata, or the owner. Images are served without
+the metadata inside the file (assets.strip), where tools write prompts and models too.
 
 What a link reaches: an asset link its asset; a collection link the collection's visible items; a
 project link the project's assets. Assets in the trash vanish from every share (an asset link to a

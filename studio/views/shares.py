@@ -6,7 +6,7 @@ The public side shows only what assets.shares lets through. Every public respons
 token in the URL must not leak to other sites through the Referer header; the password prompt says
 `same-origin` instead, see `_public`); password-protected content
 is never cached (`no-store`). Files are served with `nosniff`, a sandbox CSP and a Content-Disposition,
-as the owner's own downloads are. An unknown, revoked or expired token, or an asset outside the share,
+as the owner's own downloads are; images without the metadata inside them (assets.strip). An unknown, revoked or expired token, or an asset outside the share,
 is a plain 404.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -27,6 +27,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_ratelimit.core import is_ratelimited
 
+from assets import strip
 from assets.api_shares import share_url
 from assets.models import Asset, ShareLink, ShareTarget
 from assets.shares import (
@@ -43,6 +44,7 @@ from assets.shares import (
     share_title,
     share_unlock,
 )
+from assets.storage import content_disposition
 from config.errors import ServiceError
 from projects.selectors import project_list_for_user
 from studio.views.display import kind_icon
@@ -204,6 +206,29 @@ def _file_response(share: ShareLink, asset: Asset, field: Any, *, attachment: bo
     return _public(response, share, page=False)
 
 
+def _original_response(share: ShareLink, asset: Asset, *, attachment: bool) -> HttpResponse:
+    """The asset's own file. An image is served without the metadata inside it (assets.strip: prompts,
+    models and workflows that generation tools write there, EXIF, XMP), which a share must not show;
+    one whose structure does not parse falls back to its large preview, or is not served."""
+    if asset.mime not in strip.MIMES:
+        return _file_response(share, asset, asset.file, attachment=attachment, name=asset.name, mime=asset.mime)
+    fh = asset.file.open("rb")
+    fh.seek(0, 2)
+    result = strip.stripped(fh, mime=asset.mime, size=fh.tell())
+    if result is None:
+        fh.close()
+        if not asset.thumb_large:
+            raise Http404("Not found.")
+        stem = asset.name.rsplit(".", 1)[0]
+        return _file_response(share, asset, asset.thumb_large, attachment=attachment, name=f"{stem}.webp",
+                              mime="image/webp")
+    chunks, size = result
+    response = StreamingHttpResponse(chunks, content_type=asset.mime)
+    response["Content-Length"] = str(size)
+    response["Content-Disposition"] = content_disposition(asset.name, inline=not attachment)
+    return _public(response, share, page=False)
+
+
 @require_GET
 def shared_file(request: HttpRequest, token: str, asset_id: uuid.UUID) -> HttpResponse:
     share = share_get_public(token)
@@ -211,7 +236,7 @@ def shared_file(request: HttpRequest, token: str, asset_id: uuid.UUID) -> HttpRe
     if not share_is_unlocked(share, request.session):
         raise Http404("Not found.")
     inline = asset.mime.startswith(("image/", "video/", "audio/")) and request.GET.get("download") != "1"
-    return _file_response(share, asset, asset.file, attachment=not inline, name=asset.name, mime=asset.mime)
+    return _original_response(share, asset, attachment=not inline)
 
 
 @require_GET
@@ -227,5 +252,5 @@ def shared_thumb(request: HttpRequest, token: str, asset_id: uuid.UUID) -> HttpR
     if thumb and thumb.name:
         return _file_response(share, asset, thumb, attachment=False, name=f"{stem}.webp", mime="image/webp")
     if asset.kind == "image":
-        return _file_response(share, asset, asset.file, attachment=False, name=asset.name, mime=asset.mime)
+        return _original_response(share, asset, attachment=False)
     raise Http404("Not found.")
