@@ -380,6 +380,12 @@ STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
 STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")
 
 # --- Security in production ----------------------------------------------------------------------------
+# Behind a reverse proxy: the header it sets to the client's address (e.g. X-Real-IP), for the limits
+# keyed by address (share passwords, sign-in). See config/client_ip.py.
+CLIENT_IP_HEADER = os.environ.get("CLIENT_IP_HEADER", "")
+RATELIMIT_IP_META_KEY = "config.client_ip.client_ip"
+if CLIENT_IP_HEADER:
+    ALLAUTH_TRUSTED_CLIENT_IP_HEADER = CLIENT_IP_HEADER
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 if not DEBUG:

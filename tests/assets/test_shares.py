@@ -375,6 +375,29 @@ def test_password_guesses_are_rate_limited_per_address_and_link(locked: tuple[Sh
     assert other_address.post(shared_url(share), {"password": "open sesame"}).status_code == 302
 
 
+def test_behind_a_proxy_guesses_are_counted_per_client_not_per_proxy(locked: tuple[ShareLink, Asset],
+                                                                     settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    import django_ratelimit.core
+
+    now = time.time()
+    monkeypatch.setattr(django_ratelimit.core, "time", types.SimpleNamespace(time=lambda: now))
+    settings.CLIENT_IP_HEADER = "X-Real-IP"
+    share, _ = locked
+    proxy = "10.0.0.2"
+    guesser = Client(REMOTE_ADDR=proxy, HTTP_X_REAL_IP="203.0.113.7")
+    for n in range(10):
+        assert guesser.post(shared_url(share), {"password": f"guess {n}"}).status_code == 400
+    assert guesser.post(shared_url(share), {"password": "open sesame"}).status_code == 429
+    # Another visitor through the same proxy is not locked out by the guesser.
+    visitor = Client(REMOTE_ADDR=proxy, HTTP_X_REAL_IP="198.51.100.9")
+    assert visitor.post(shared_url(share), {"password": "open sesame"}).status_code == 302
+    # A header that is not an address counts against the proxy's own address, not a 500.
+    junk = Client(REMOTE_ADDR=proxy, HTTP_X_REAL_IP="<script>")
+    assert junk.post(shared_url(share), {"password": "guess"}).status_code == 400
+
+
 # --- managing links (web) ----------------------------------------------------------------------------------
 
 def test_the_shares_page_lists_my_links_with_their_urls_views_and_revoke(client: Any, owner: Any, outsider: Any,
