@@ -40,6 +40,8 @@ PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 MAX_TAG_FILTERS = 20
 MAX_QUERY_LENGTH = 200
+# Dates a filter or cursor may name: every database stores these after a shift to UTC or a day's step.
+MIN_YEAR, MAX_YEAR = 1900, 9000
 # Within 5% of 1:1 counts as square (1080×1080 and 1024×1000 alike); wider is landscape, taller portrait.
 SQUARE_TOLERANCE = 1.05
 # PostgreSQL's text-search configuration: 'simple' lowercases and splits, with no stemming and no stop
@@ -136,7 +138,7 @@ def cursor_decode(token: str, sort: Sort) -> Cursor:
                 parsed = datetime.fromisoformat(value)
                 # Aware, and a year every database can store after conversion to UTC (year 1 at +05:00
                 # would fall before year 1).
-                if timezone.is_naive(parsed) or not 1900 <= parsed.year <= 9000:
+                if timezone.is_naive(parsed) or not MIN_YEAR <= parsed.year <= MAX_YEAR:
                     raise ValueError
                 values.append(parsed)
             else:
@@ -311,13 +313,16 @@ def _date_bound(text: str) -> datetime | date:
     try:
         # A bare date first: parse_datetime would read "2025-03-18" as its midnight.
         day = parse_date(text) if len(text) == 10 else None
-        if day is not None:
-            return day
-        moment = parse_datetime(text)
+        moment = parse_datetime(text) if day is None else None
     except ValueError:
-        moment = None
-    if moment is None:
+        day = moment = None
+    if day is None and moment is None:
         raise BadValue("Expected a date (YYYY-MM-DD) or an ISO 8601 date-time.")
+    if not MIN_YEAR <= (day or moment).year <= MAX_YEAR:  # type: ignore[union-attr]
+        # The day after 9999-12-31, or 9999-12-31T23:00-05:00 in UTC, does not exist.
+        raise BadValue(f"Expected a date between the years {MIN_YEAR} and {MAX_YEAR}.")
+    if day is not None:
+        return day
     return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
 
 

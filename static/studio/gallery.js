@@ -228,8 +228,14 @@
     $("link").href = data.href;
     $("download").href = data.download;
     $("download").setAttribute("download", data.name);
-    $("prev").disabled = i === 0;
-    $("next").disabled = i === list.length - 1 && !document.querySelector("[data-load-more]");
+    // A button that is about to be disabled would drop the focus to <body>, outside the dialog, and
+    // its keys (arrows, zoom) with it: the dialog itself takes the focus instead.
+    const atStart = i === 0, atEnd = i === list.length - 1 && !document.querySelector("[data-load-more]");
+    if ((atStart && document.activeElement === $("prev")) || (atEnd && document.activeElement === $("next"))) {
+      box.focus();
+    }
+    $("prev").disabled = atStart;
+    $("next").disabled = atEnd;
     const neighbour = list[i + 1];
     if (neighbour && neighbour.dataset.full) new Image().src = neighbour.dataset.full;
   }

@@ -108,15 +108,25 @@
       }
     }
 
+    function refuseFolder(name) {
+      const ui = row(list, { name: name, size: 0 });
+      ui.item.dataset.state = "failed";
+      ui.bar.hidden = true;
+      ui.status.textContent = "This is a folder; drop or choose the files inside it.";
+      ui.status.setAttribute("role", "alert");
+    }
+
     function upload(files) {
       if (!files.length) return;
-      const keep = form.querySelector("[name=keep_location]");
+      // Read once: the choice applies to every file of this batch, however many wait in the queue.
+      const keepBox = form.querySelector("[name=keep_location]");
+      const keep = Boolean(keepBox && keepBox.checked);
       const queue = files.map(function (file) { return { file: file, ui: row(list, file) }; });
       let uploaded = 0;
       function next() {
         const job = queue.shift();
         if (!job) return Promise.resolve();
-        return sendOne(form, job.file, job.ui, keep && keep.checked).then(function (ok) {
+        return sendOne(form, job.file, job.ui, keep).then(function (ok) {
           if (ok) uploaded += 1;
           return next();
         });
@@ -126,14 +136,15 @@
       Promise.all(workers).then(function () { if (uploaded) refresh(); });
     }
 
+    // Only the file input is cleared after a batch: other choices (keep location) stay as the user set them.
     form.addEventListener("submit", function (event) {
       event.preventDefault();
       upload(Array.from(input.files));
-      form.reset();
+      input.value = "";
     });
     input.addEventListener("change", function () {
       upload(Array.from(input.files));
-      form.reset();
+      input.value = "";
     });
     ["dragenter", "dragover"].forEach(function (name) {
       zone.addEventListener(name, function (event) {
@@ -147,7 +158,17 @@
     zone.addEventListener("drop", function (event) {
       event.preventDefault();
       zone.classList.remove("is-over");
-      upload(Array.from(event.dataTransfer ? event.dataTransfer.files : []));
+      const transfer = event.dataTransfer;
+      if (!transfer) return;
+      // A dropped folder arrives as a File that cannot be read: say so instead of a failed upload.
+      const items = Array.from(transfer.items || []).filter(function (item) { return item.kind === "file"; });
+      const files = [];
+      Array.from(transfer.files).forEach(function (file, i) {
+        const entry = items[i] && items[i].webkitGetAsEntry ? items[i].webkitGetAsEntry() : null;
+        if (entry && entry.isDirectory) refuseFolder(file.name);
+        else files.push(file);
+      });
+      upload(files);
     });
   }
 

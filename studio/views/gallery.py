@@ -22,6 +22,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import Resolver404, resolve, reverse
+from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
@@ -128,11 +129,14 @@ def _render_gallery(request: HttpRequest, params: QueryDict, *, project: Project
         "next_url": f"{here}?{_query(shown, cursor=page.next_cursor)}" if page and page.next_cursor else "",
         "previous_url": (f"{here}?{_query(shown, cursor=page.previous_cursor)}"
                          if page and page.previous_cursor else ""),
+        "tag_removals": [(tag, _query(shown, tag=[t for t in values["tags"] if t != tag])) for tag in values["tags"]],
+        "view_links": [(mode, f"{here}?{_query(shown, view=mode)}") for mode in VIEWS],
+        "trash_url": f"{here}?{_query(QueryDict(), trashed='true')}",
     }
     if target == "gallery-items":
         response = render(request, f"{TEMPLATE}#more", context)
     elif target == "gallery-results":
-        response = render(request, f"{TEMPLATE}#results", context)
+        response = render(request, f"{TEMPLATE}#results-swap", context)
     else:
         models = list(model_list().prefetch_related(None).order_by("provider", "name").values_list("id", "name", "provider"))
         context.update({
@@ -142,16 +146,14 @@ def _render_gallery(request: HttpRequest, params: QueryDict, *, project: Project
             "kinds": AssetKind.choices, "sources": AssetSource.choices, "aspects": ASPECTS,
             "sorts": [(s.name, s.label) for s in SORTS.values()],
             "tag_suggestions": list(tag_list_for_user(user).values_list("name", flat=True)[:TAG_SUGGESTIONS]),
-            "tag_removals": [(tag, _query(shown, tag=[t for t in values["tags"] if t != tag]))
-                             for tag in values["tags"]],
-            "view_links": [(mode, f"{here}?{_query(shown, view=mode)}") for mode in VIEWS],
-            "trash_url": f"{here}?{_query(QueryDict(), trashed='true')}",
             "filters_open": any(values[k] for k in (*FILTER_PARAMS, "tags", "project")),
             "export_url": reverse("studio:export-selection"),
         })
         response = render(request, TEMPLATE, context)
     if view_asked:
         response.set_cookie(VIEW_COOKIE, view, max_age=365 * 24 * 3600, samesite="Lax")
+    # One URL answers with the page or a fragment of it: a cache (the browser's, on Back) must tell them apart.
+    patch_vary_headers(response, ("HX-Request", "HX-Target"))
     return response
 
 

@@ -159,6 +159,9 @@ def test_an_outsider_sees_none_of_the_owners_assets(outsider_api: APIClient, mix
     ({"trashed": "sometimes"}, "trashed"),
     ({"created_after": "yesterday"}, "created_after"),
     ({"created_before": "2025-02-30"}, "created_before"),
+    ({"created_before": "9999-12-31"}, "created_before"),  # the day after does not exist
+    ({"created_before": "9999-12-31T23:59:59-05:00"}, "created_before"),  # nor does this in UTC
+    ({"created_after": "0001-01-01T00:00:00+05:00"}, "created_after"),
     ({"aspect": "round"}, "aspect"),
     ({"aspect_min": "wide"}, "aspect_min"),
     ({"sort": "random"}, "sort"),

@@ -128,6 +128,25 @@ def test_the_filter_bar_gets_the_results_fragment_from_htmx(web: Client, owner: 
     assert 'hx-get="/gallery/?kind=video"' in fragment  # reloads itself with the same filters after a bulk action
 
 
+def test_a_filter_through_htmx_also_updates_the_links_above_the_results(web: Client, owner: Any,
+                                                                       project: Any) -> None:
+    """The layout links, tag chips and "Clear all filters" sit outside #gallery-results: they come back
+    out of band, carrying the new query, and the tag box comes back empty for the next tag."""
+    make_asset(owner, project)
+    response = web.get("/gallery/", {"kind": "image", "tag": ["cat", "dog"]}, HTTP_HX_TARGET="gallery-results",
+                       **HTMX)
+    fragment = response.content.decode()
+    views = re.search(r'<nav id="gallery-views"[^>]*hx-swap-oob="true"[^>]*>(.*?)</nav>', fragment, re.S)
+    assert views and 'href="/gallery/?kind=image&amp;tag=cat&amp;tag=dog&amp;view=masonry"' in views.group(1)
+    tags = re.search(r'<div id="gallery-tag-field"[^>]*hx-swap-oob="true"[^>]*>(.*?)</div>', fragment, re.S)
+    assert tags and '<input type="hidden" name="tag" value="cat">' in tags.group(1)
+    assert '<input type="hidden" name="tag" value="dog">' in tags.group(1)
+    assert re.search(r'<input type="text" id="f-tag" name="tag"(?![^>]*value=)', tags.group(1))
+    assert re.search(r'<p id="gallery-clear"[^>]*hx-swap-oob="true"[^>]*><a href="/gallery/">Clear all', fragment)
+    # The same URL answers with the page or a fragment: caches must keep them apart.
+    assert "HX-Target" in response["Vary"] and "HX-Request" in response["Vary"]
+
+
 def test_tiles_show_thumbnails_when_ready_the_original_meanwhile_and_the_blurhash_colour(
         web: Client, owner: Any, project: Any) -> None:
     ready = make_asset(owner, project, name="ready.png", preview_status="ready", blurhash="LEHV6nWB2yk8pyo0adR*.7kCMdnj",
@@ -320,11 +339,19 @@ def test_in_a_browser_the_lightbox_steps_zooms_and_closes_and_selection_takes_ra
     assert "scale(2.5)" in image.get_attribute("style")
     ActionChains(browser).send_keys("0").perform()
     assert box.find_element(By.CSS_SELECTOR, "[data-lb-zoom]").text == "100%"
+    # Clicking › onto the last asset disables the button it was pressed with; the keys still work.
+    next_button = box.find_element(By.CSS_SELECTOR, "[data-lb-next]")
+    next_button.click()
+    next_button.click()
+    assert name.text == "swatch-0.png" and not next_button.is_enabled()
+    ActionChains(browser).send_keys(Keys.ARROW_LEFT).perform()
+    assert name.text == "swatch-1.png"
     ActionChains(browser).send_keys(Keys.ESCAPE).perform()
     wait.until(lambda d: box.get_attribute("open") is None)
 
     # Selection: a click, then a shift-click selects the range between; the bar counts them.
     browser.execute_script("window.scrollTo(0, 0)")
+    assert not browser.find_element(By.CSS_SELECTOR, "[data-select-none]").is_displayed()  # nothing to clear
     boxes = browser.find_elements(By.CSS_SELECTOR, "input.tile-select")
     ActionChains(browser).move_to_element(boxes[0]).click().perform()
     ActionChains(browser).move_to_element(boxes[3]).key_down(Keys.SHIFT).click().key_up(Keys.SHIFT).perform()
@@ -343,3 +370,12 @@ def test_in_a_browser_the_lightbox_steps_zooms_and_closes_and_selection_takes_ra
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".tile.is-favourite")) >= 6)
     assert Asset.objects.filter(favourite=True).count() == 11
     assert count.text == "Select assets to act on them"
+
+    # Enter in the tag box tags the selection (it is not the Favourite button's form submission).
+    browser.find_element(By.CSS_SELECTOR, "[data-select-all]").click()
+    tag_box = browser.find_element(By.ID, "bulk-tags")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", tag_box)
+    tag_box.send_keys("hero", Keys.ENTER)
+    wait.until(lambda d: "Tagged 11 assets." in d.execute_script(
+        "return document.getElementById('bulk-status').textContent"))
+    assert Asset.objects.filter(tags__name="hero").count() == 11

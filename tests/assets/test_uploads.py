@@ -534,5 +534,20 @@ def test_in_a_browser_files_dropped_or_chosen_upload_with_progress_and_errors_in
         browser.find_element(By.CSS_SELECTOR, ".drop-input").send_keys(str(chosen))
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#asset-grid .asset-tile[title="chosen.fountain"]'))
         assert sorted(Asset.objects.values_list("name", flat=True)) == ["chosen.fountain", "drop.png"]
+
+        # "Keep photo location" holds for every file chosen at once, queued or not, and stays ticked after.
+        keep = browser.find_element(By.CSS_SELECTOR, "[name=keep_location]")
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", keep)
+        keep.click()
+        photos = []
+        for n in range(4):
+            photos.append(tmp_path / f"geo-{n}.jpg")
+            photos[-1].write_bytes(jpeg_bytes(exif=exif_with_gps()))
+        browser.find_element(By.CSS_SELECTOR, ".drop-input").send_keys("\n".join(str(path) for path in photos))
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".upload-item[data-state=done]")) == 6)
+        geotagged = Asset.objects.filter(name__startswith="geo-").order_by("name")
+        assert [a.name for a in geotagged] == [f"geo-{n}.jpg" for n in range(4)]
+        assert all(exif_of(a.file.read()).get_ifd(0x8825) for a in geotagged)  # the third and fourth too
+        assert keep.is_selected()
     finally:
         browser.quit()
