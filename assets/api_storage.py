@@ -31,9 +31,10 @@ class StorageSerializer(serializers.Serializer):
     available = serializers.IntegerField(read_only=True, allow_null=True,
                                          help_text="Bytes left before uploads are refused; null is unlimited.")
     over_quota = serializers.BooleanField(read_only=True, help_text=(
-        "True when generated outputs (which are never refused) took you past the quota: uploads are refused "
-        "until space is freed."))
-    percent = serializers.IntegerField(read_only=True, allow_null=True, help_text="used / limit, 0-100.")
+        "True when the quota is used up (reached, or passed by generated outputs, which are never refused): "
+        "uploads and new jobs are refused until space is freed."))
+    percent = serializers.IntegerField(read_only=True, allow_null=True,
+                                       help_text="used / limit, 0-100, rounded down (100 is full).")
     plan = StoragePlanSerializer(read_only=True)
     projects = StorageProjectSerializer(many=True, read_only=True)
 

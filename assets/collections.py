@@ -218,7 +218,8 @@ def collection_items_add(*, user: Any, collection_id: Any, asset_ids: Any, posit
                              fields={"assets": [f"This would make {len(items) + len(new_ids)}."]})
     visible = [item for item in items if item.asset.deleted_at is None]
     at = len(visible) if position is None else _visible_index(position, len(visible))
-    start = len(items)
+    # After the last position in use, not the count: purged items leave gaps until the next write renumbers.
+    start = items[-1].position + 1 if items else 0
     created = CollectionItem.objects.bulk_create([
         CollectionItem(collection=collection, asset_id=asset_id, position=start + n) for n, asset_id in enumerate(new_ids)
     ])

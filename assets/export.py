@@ -56,6 +56,7 @@ from config.errors import InvalidRequest
 from projects.models import Project
 
 MAX_SELECTION = 10_000
+MAX_MEMBER_NAME_BYTES = 200  # a file name in the archive, in UTF-8
 BATCH = 200  # assets loaded (with tags and collections) per query
 METADATA_SPOOL = 4 * 1024 * 1024  # recipes stay in memory up to this, then spill to a temp file
 FOLDERS = {AssetKind.IMAGE: "images", AssetKind.VIDEO: "videos", AssetKind.AUDIO: "audio",
@@ -192,7 +193,8 @@ def _load(user: Any, ids: list[uuid.UUID], *, include_trashed: bool = False) -> 
 
 def safe_member_name(name: str) -> str:
     """A file name every desktop file system accepts: no separators, reserved characters, control
-    characters, trailing dots or spaces, or Windows device names; at most 150 characters."""
+    characters, trailing dots or spaces, or Windows device names; at most 150 characters and 200 bytes
+    of UTF-8 (Linux file systems allow 255 bytes, and a " (2)" may follow)."""
     name = unicodedata.normalize("NFC", name or "")
     name = "".join("_" if ch in '<>:"/\\|?*' or unicodedata.category(ch)[0] == "C" else ch for ch in name)
     name = name.strip().rstrip(". ").lstrip(".") or "file"
@@ -203,7 +205,10 @@ def safe_member_name(name: str) -> str:
     stem = stem.strip() or "file"
     if stem.split(".")[0].lower() in _WINDOWS_RESERVED:
         stem = f"_{stem}"
-    stem = stem[: 150 - len(ext) - 1].rstrip(". ") or "file"
+    stem = stem[: 150 - len(ext) - 1]
+    room = MAX_MEMBER_NAME_BYTES - len(ext.encode()) - 1
+    stem = stem.encode()[:room].decode(errors="ignore")  # cut on a character boundary
+    stem = stem.rstrip(". ") or "file"
     return f"{stem}.{ext}" if ext else stem
 
 

@@ -99,28 +99,33 @@ class Lineage:
         }
 
 
-def _input_ids(asset: Asset) -> dict[str, str]:
-    """The asset-valued inputs of the job that made `asset`: {input name: asset id}."""
+def _input_ids(asset: Asset, fields: dict[str, list[str]]) -> dict[str, str]:
+    """The asset-valued inputs of the job that made `asset`: {input name: asset id}. `fields` caches each
+    model's asset-valued input names for the walk (parsing a schema is not free, and a level can hold
+    hundreds of outputs of one model)."""
     generation = asset.generation
     if generation is None:
         return {}
     inputs = generation.inputs or {}
-    return {name: str(inputs[name]) for name in asset_fields(generation.model.input_schema) if inputs.get(name)}
+    names = fields.get(generation.model_id)
+    if names is None:
+        names = fields[generation.model_id] = asset_fields(generation.model.input_schema)
+    return {name: str(inputs[name]) for name in names if inputs.get(name)}
 
 
-def _links_up(asset: Asset) -> dict[str, list[str]]:
+def _links_up(asset: Asset, fields: dict[str, list[str]]) -> dict[str, list[str]]:
     """{parent id: how it is linked} for one asset."""
     links: dict[str, list[str]] = {}
     if asset.parent_id and asset.parent_id != asset.pk:
         links.setdefault(str(asset.parent_id), []).append("parent")
-    for name, asset_id in _input_ids(asset).items():
+    for name, asset_id in _input_ids(asset, fields).items():
         if asset_id != str(asset.pk):
             links.setdefault(asset_id, []).append(name)
     return links
 
 
-def _fetch(qs: Any) -> list[Asset]:
-    return list(qs.select_related("generation__model").order_by("created_at", "id"))
+def _fetch(qs: Any) -> Any:
+    return qs.select_related("generation__model").order_by("created_at", "id")
 
 
 class _Walk:
@@ -130,6 +135,7 @@ class _Walk:
         self.count = 1
         self.truncated = False
         self.assets = asset_list_for_user(user, include_trashed=True)
+        self.fields: dict[str, list[str]] = {}
 
     def _room(self) -> bool:
         if self.count >= MAX_NODES:
@@ -152,7 +158,7 @@ class _Walk:
     def up(self, root: LineageNode) -> None:
         level = [root]
         for depth in range(MAX_DEPTH + 1):
-            wanted = {node.asset.pk: _links_up(node.asset) for node in level}
+            wanted = {node.asset.pk: _links_up(node.asset, self.fields) for node in level}
             ids = {pid for links in wanted.values() for pid in links}
             if not ids:
                 return
@@ -184,18 +190,25 @@ class _Walk:
                 by_input |= Q(**{f"inputs__{key}__in": as_text})
             made_from = generation_list_for_user(self.user).filter(by_input).values("pk") if keys else None
             condition = Q(parent_id__in=ids) | (Q(generation_id__in=made_from) if made_from is not None else Q())
-            children = _fetch(self.assets.filter(condition).exclude(pk__in=ids))
+            # No more rows than could still be placed, plus the ones already placed (shown as repeats):
+            # an image with 5,000 variations loads what the tree can show, and says it is truncated.
+            limit = MAX_NODES - self.count + len(self.placed) + 1
+            children = list(_fetch(self.assets.filter(condition).exclude(pk__in=ids))[:limit]) if limit > 0 else []
             if not children:
                 return
-            if depth == MAX_DEPTH:
+            if depth == MAX_DEPTH or len(children) == limit:
                 self.truncated = True
-                return
+                if depth == MAX_DEPTH:
+                    return
+            # Each child's links worked out once, then looked up by parent: not once per (node, child) pair.
+            by_parent: dict[str, list[tuple[Asset, list[str]]]] = {}
+            for child in children:
+                for parent_id, via in _links_up(child, self.fields).items():
+                    by_parent.setdefault(parent_id, []).append((child, via))
             nxt: list[LineageNode] = []
             for node in level:
-                for child in children:
-                    via = _links_up(child).get(str(node.asset.pk))
-                    if via:
-                        self._attach(node, child, via, nxt)
+                for child, via in by_parent.get(str(node.asset.pk), []):
+                    self._attach(node, child, via, nxt)
             level = nxt
 
 

@@ -53,14 +53,16 @@ class StorageUse:
 
     @property
     def over_quota(self) -> bool:
-        return self.limit is not None and self.used > self.limit
+        """The quota is used up (reached, or passed by generated outputs): uploads are refused and new
+        jobs wait until space is freed."""
+        return self.limit is not None and self.used >= self.limit
 
     @property
     def percent(self) -> int | None:
-        """For a progress bar: 0-100, capped."""
+        """For a progress bar: 0-100, rounded down, so 100 means full (99.6% shows 99)."""
         if self.limit is None:
             return None
-        return min(100, round(self.used * 100 / self.limit)) if self.limit else 100
+        return min(100, self.used * 100 // self.limit) if self.limit else 100
 
 
 class QuotaExceeded(ServiceError):

@@ -72,6 +72,19 @@ def test_items_keep_the_order_they_were_added_in_and_adding_twice_changes_nothin
     assert stored_positions(filled) == [0, 1, 2, 3, 4]
 
 
+def test_adding_after_a_purge_left_gaps_still_adds_at_the_end(owner: Any, project: Any, filled: Collection,
+                                                             five: list[Asset],
+                                                             django_capture_on_commit_callbacks: Any) -> None:
+    for asset in five[1:3]:
+        asset_trash(user=owner, asset_id=asset.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        assets_purge_trash(now=timezone.now() + timedelta(days=40))
+    assert stored_positions(filled) == [0, 3, 4]  # the purge leaves gaps
+    late = image(project, "f.png")
+    collection_items_add(user=owner, collection_id=filled.pk, asset_ids=[late.pk])
+    assert names(filled) == ["a.png", "d.png", "e.png", "f.png"]
+
+
 def test_adding_at_a_position_inserts_there_and_positions_stay_dense(owner: Any, project: Any, filled: Collection) -> None:
     new = [image(project, "x.png"), image(project, "y.png")]
     assert collection_items_add(user=owner, collection_id=filled.pk, asset_ids=[a.pk for a in new], position=1) == 2

@@ -206,6 +206,8 @@ def test_names_are_safe_for_every_file_system() -> None:
     assert safe_member_name('a<b>c:d"e|f?g*h.png') == "a_b_c_d_e_f_g_h.png"
     assert safe_member_name("CON.txt") == "_CON.txt" and safe_member_name("trailing. . ") == "trailing"
     assert safe_member_name("x" * 400 + ".png").endswith("x.png") and len(safe_member_name("x" * 400 + ".png")) == 150
+    long_japanese = safe_member_name("あ" * 200 + ".png")  # 3 bytes a character: 150 would be 450 bytes
+    assert long_japanese.endswith("あ.png") and len(long_japanese.encode()) <= 200
     assert safe_member_name("bell\x07\u202egnp.exe") == "bell__gnp.exe"
 
 

@@ -209,6 +209,19 @@ def test_queries_grow_with_depth_not_with_the_number_of_children(owner: Any, pro
     assert len(asset_lineage(user=owner, asset_id=root.pk).children) == 13
 
 
+def test_more_children_than_the_tree_holds_load_only_what_it_shows(owner: Any, project: Any,
+                                                                   monkeypatch: Any) -> None:
+    monkeypatch.setattr("assets.lineage.MAX_NODES", 6)
+    root = asset_create_from_bytes(project=project, data=png((7, 7, 7)), name="root.png")
+    variations = [asset_create_from_bytes(project=project, data=png((n, 8, 8)), name=f"v{n}.png", parent=root)
+                  for n in range(9)]
+    with CaptureQueriesContext(connection) as ctx:
+        lineage = asset_lineage(user=owner, asset_id=root.pk)
+    assert ids(lineage.children) == [v.pk for v in variations[:5]] and lineage.truncated  # the oldest first
+    # 5 places left + the root already placed (it could come back as a repeat) + 1 to see there is more.
+    assert any("LIMIT 7" in q["sql"] and "parent_id" in q["sql"] for q in ctx.captured_queries)
+
+
 def test_only_the_owner_sees_a_lineage(owner: Any, outsider: Any, chain: dict[str, Asset]) -> None:
     with pytest.raises(Http404):
         asset_lineage(user=outsider, asset_id=chain["video"].pk)

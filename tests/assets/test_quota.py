@@ -103,6 +103,15 @@ def test_a_plan_change_applies_to_the_next_upload(owner: Any, project: Any) -> N
     assert upload(project, FOUNTAIN, "s.fountain").kind == "text"
 
 
+def test_a_quota_used_to_the_byte_is_full_and_the_percentage_rounds_down() -> None:
+    from assets.quota import StorageUse
+
+    full = StorageUse(used=MIB, limit=MIB, plan_code="p", plan_name="P")
+    assert full.over_quota and full.available == 0 and full.percent == 100
+    nearly = StorageUse(used=MIB - MIB // 250, limit=MIB, plan_code="p", plan_name="P")  # 99.6%
+    assert not nearly.over_quota and nearly.percent == 99
+
+
 def test_a_generated_output_is_stored_past_the_quota_and_then_uploads_are_refused(
         owner: Any, owner_api: Any, project: Any) -> None:
     on_plan(owner, quota_mb=1)
