@@ -167,7 +167,12 @@ def files_delete_on_commit(names: list[str]) -> None:
         from assets.tasks import assets_files_delete
 
         for start in range(0, len(names), FILES_DELETE_BATCH):
-            assets_files_delete.delay(names[start:start + FILES_DELETE_BATCH])
+            batch = names[start:start + FILES_DELETE_BATCH]
+            try:
+                assets_files_delete.delay(batch)
+            except Exception:  # the broker is down: delete them here rather than leave them behind
+                logger.warning("could not queue the deletion of %d files; deleting them now", len(batch), exc_info=True)
+                files_delete(batch)
 
     transaction.on_commit(run, robust=True)
 

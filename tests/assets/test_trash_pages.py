@@ -122,6 +122,20 @@ def test_a_large_trash_is_emptied_with_its_files_deleted_by_the_worker(
     assert not any(default_storage.exists(a.file.name) for a in gone)
 
 
+def test_with_the_broker_down_a_large_trash_deletes_its_files_in_the_request(
+        owner: Any, project: Any, monkeypatch: Any, django_capture_on_commit_callbacks: Any) -> None:
+    monkeypatch.setattr("assets.services.FILES_DELETED_INLINE", 1)
+
+    def broker_down(names: list[str]) -> None:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr("assets.tasks.assets_files_delete.delay", broker_down)
+    gone = [trashed(owner, project, f"b{n}.png", (n, 3, 3)) for n in range(3)]
+    with django_capture_on_commit_callbacks(execute=True):
+        assets_trash_empty(user=owner)
+    assert not any(default_storage.exists(a.file.name) for a in gone)
+
+
 def test_a_file_that_cannot_be_deleted_does_not_stop_the_others(owner: Any, project: Any, monkeypatch: Any,
                                                                 django_capture_on_commit_callbacks: Any,
                                                                 caplog: Any) -> None:
