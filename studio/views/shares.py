@@ -6,8 +6,8 @@ The public side shows only what assets.shares lets through. Every public respons
 token in the URL must not leak to other sites through the Referer header; the password prompt says
 `same-origin` instead, see `_public`); password-protected content
 is never cached (`no-store`). Files are served with `nosniff`, a sandbox CSP and a Content-Disposition,
-as the owner's own downloads are; images without the metadata inside them (assets.strip). An unknown, revoked or expired token, or an asset outside the share,
-is a plain 404.
+as the owner's own downloads are; images without the metadata inside them (assets.strip). An unknown,
+revoked or expired token, or an asset outside the share, is a plain 404.
 """
 
 from __future__ import annotations
