@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
-from assets.gallery import ASPECTS, MAX_PAGE_SIZE, PAGE_SIZE, SORTS, thumbnail_urls
+from assets.gallery import ASPECTS, MAX_PAGE_SIZE, PAGE_SIZE, SORTS
 from assets.inspection import RefusedFile
 from assets.models import Asset, AssetKind, AssetSource
 from assets.organise import (
@@ -24,6 +24,7 @@ from assets.organise import (
     asset_update,
     assets_bulk,
 )
+from assets.preview_views import asset_preview_urls
 from assets.selectors import asset_gallery_for_user, asset_get_for_user, tag_list_for_user
 from assets.services import absolute_url, asset_create, asset_download_url
 from config.errors import InvalidRequest
@@ -58,7 +59,7 @@ class AssetSerializer(serializers.ModelSerializer):
     def _thumbnail(self, obj: Asset, size: str) -> str | None:
         urls = getattr(obj, "_api_thumbnails", None)
         if urls is None:
-            urls = obj._api_thumbnails = thumbnail_urls(obj, api=True)
+            urls = obj._api_thumbnails = asset_preview_urls(obj, api=True)
         path = urls[size]
         return absolute_url(self.context.get("request"), path) if path else path
 

@@ -27,6 +27,7 @@ from django.utils import timezone
 from assets.models import Asset, Collection, CollectionItem
 from assets.selectors import asset_list_for_user
 from config.errors import Conflict, InvalidRequest
+from config.lookups import by_id_or_404, id_list_clean
 
 MAX_ITEMS = 1000  # per collection: the item list is returned whole, so it stays bounded
 MAX_NAME = 120
@@ -54,18 +55,8 @@ def collection_list_with_stats_for_user(user: Any) -> QuerySet[Collection]:
     ).order_by("-updated_at", "-id")
 
 
-def _pk(collection_id: Any) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(collection_id))
-    except ValueError:
-        raise Http404("No such collection.") from None
-
-
 def collection_get_for_user(user: Any, collection_id: Any) -> Collection:
-    collection = collection_list_for_user(user).select_related("project").filter(pk=_pk(collection_id)).first()
-    if collection is None:
-        raise Http404("No such collection.")
-    return collection
+    return by_id_or_404(collection_list_for_user(user).select_related("project"), collection_id, "No such collection.")
 
 
 def collection_items(collection: Collection) -> QuerySet[CollectionItem]:
@@ -125,11 +116,8 @@ def collection_create(*, user: Any, name: Any, description: Any = "", project_id
 def _locked(user: Any, collection_id: Any) -> Collection:
     """The collection, its row locked until the transaction ends: every write to its items takes
     this lock first, so concurrent writes to one collection are serialised."""
-    collection = (collection_list_for_user(user).select_for_update(of=("self",)).select_related("project")
-                  .filter(pk=_pk(collection_id)).first())
-    if collection is None:
-        raise Http404("No such collection.")
-    return collection
+    return by_id_or_404(collection_list_for_user(user).select_for_update(of=("self",)).select_related("project"),
+                        collection_id, "No such collection.")
 
 
 def _touch(collection: Collection) -> None:
@@ -159,15 +147,7 @@ def collection_delete(*, user: Any, collection_id: Any) -> None:
 
 
 def _asset_ids(raw: Any, *, field: str = "assets") -> list[uuid.UUID]:
-    if not isinstance(raw, list | tuple) or not raw:
-        raise InvalidRequest("Choose at least one asset.", fields={field: ["Expected a non-empty list of ids."]})
-    if len(raw) > MAX_ITEMS:
-        raise InvalidRequest(f"At most {MAX_ITEMS} assets at a time.", fields={field: ["Too many."]})
-    try:
-        ids = [uuid.UUID(str(a)) for a in raw]
-    except ValueError:
-        raise InvalidRequest("Asset ids are UUIDs.", fields={field: ["Not a valid id."]}) from None
-    return ids
+    return id_list_clean(raw, limit=MAX_ITEMS, field=field)
 
 
 def _all_items(collection: Collection) -> list[CollectionItem]:

@@ -53,6 +53,7 @@ from assets.models import Asset, AssetKind, Collection
 from assets.selectors import asset_list_for_user
 from assets.storage import CHUNK, content_disposition, open_stored, stored_chunks
 from config.errors import InvalidRequest
+from config.lookups import id_list_clean
 from projects.models import Project
 
 MAX_SELECTION = 10_000
@@ -81,15 +82,9 @@ _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 1
 def export_selection(*, user: Any, asset_ids: Any) -> list[uuid.UUID]:
     """The user's chosen asset ids, checked: all of them theirs (else 404, whichever is not), none in
     the trash (else a 400 naming how many). Order kept, duplicates dropped."""
-    if not isinstance(asset_ids, list | tuple) or not asset_ids:
-        raise InvalidRequest("Choose at least one asset to export.", fields={"assets": ["Expected a non-empty list of ids."]})
-    if len(asset_ids) > MAX_SELECTION:
-        raise InvalidRequest(f"At most {MAX_SELECTION:,} assets per export; export the project instead.",
-                             fields={"assets": ["Too many."]})
-    try:
-        ids = list(dict.fromkeys(uuid.UUID(str(a)) for a in asset_ids))
-    except ValueError:
-        raise InvalidRequest("Asset ids are UUIDs.", fields={"assets": ["Not a valid id."]}) from None
+    ids = list(dict.fromkeys(id_list_clean(
+        asset_ids, limit=MAX_SELECTION, empty="Choose at least one asset to export.",
+        too_many=f"At most {MAX_SELECTION:,} assets per export; export the project instead.")))
     found: dict[uuid.UUID, Any] = {}
     for batch in _batches(ids, 1000):
         found.update(asset_list_for_user(user, include_trashed=True).filter(pk__in=batch)

@@ -460,16 +460,6 @@ def gallery_query(*, user: Any, params: Mapping[str, Any], queryset: QuerySet[As
 
 # --- presentation helpers shared by the API and the page ------------------------------------------------
 
-def thumbnail_urls(asset: Asset, *, api: bool = False) -> dict[str, str | None]:
-    """The asset's thumbnails by size ("small", "large"), None until the preview worker has made them
-    (the client shows the blurhash or a kind icon meanwhile). `api=True` gives the API's
-    `/api/v1/assets/{id}/thumbnail?size=…` URLs; otherwise the web app's preview route, which a page of
-    fifty tiles can load without spending the API rate limit. Both are versioned and cache for good."""
-    from assets.preview_views import asset_preview_urls
-
-    return asset_preview_urls(asset, api=api)
-
-
 _B83 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#$%*+,-.:;=?@[]^_{|}~"
 
 

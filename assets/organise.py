@@ -24,6 +24,7 @@ from assets.models import Asset, Tag
 from assets.selectors import asset_list_for_user
 from assets.services import asset_file_names, asset_search_text, files_delete_on_commit
 from config.errors import InvalidRequest
+from config.lookups import id_list_clean
 
 TRASH_DAYS = 30
 MAX_TAGS_PER_ASSET = 50
@@ -133,14 +134,7 @@ def asset_update(*, user: Any, asset_id: Any, name: Any = UNSET, notes: Any = UN
 
 
 def _ids(asset_ids: Any) -> list[uuid.UUID]:
-    if not isinstance(asset_ids, list | tuple) or not asset_ids:
-        raise InvalidRequest("Choose at least one asset.", fields={"assets": ["Expected a non-empty list of ids."]})
-    if len(asset_ids) > MAX_BULK:
-        raise InvalidRequest(f"At most {MAX_BULK} assets at a time.", fields={"assets": ["Too many."]})
-    try:
-        return list(dict.fromkeys(uuid.UUID(str(a)) for a in asset_ids))
-    except ValueError:
-        raise InvalidRequest("Asset ids are UUIDs.", fields={"assets": ["Not a valid id."]}) from None
+    return list(dict.fromkeys(id_list_clean(asset_ids, limit=MAX_BULK)))
 
 
 def _locked(user: Any, asset_ids: Any, *, include_trashed: bool = False) -> list[Asset]:

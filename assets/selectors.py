@@ -5,9 +5,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet
-from django.http import Http404
 
 from assets.models import Asset, Tag
+from config.lookups import by_id_or_404
 
 
 def asset_list_for_user(user: Any, *, include_trashed: bool = False) -> QuerySet[Asset]:
@@ -21,15 +21,9 @@ def asset_list_for_user(user: Any, *, include_trashed: bool = False) -> QuerySet
 
 
 def asset_get_for_user(user: Any, asset_id: uuid.UUID | str) -> Asset:
-    try:
-        pk = uuid.UUID(str(asset_id))
-    except ValueError:
-        raise Http404("No such asset.")
     # The trash is included: its page is where the user restores it.
-    asset = asset_list_for_user(user, include_trashed=True).select_related("project", "generation__model").filter(pk=pk).first()
-    if asset is None:
-        raise Http404("No such asset.")
-    return asset
+    return by_id_or_404(asset_list_for_user(user, include_trashed=True).select_related("project", "generation__model"),
+                        asset_id, "No such asset.")
 
 
 def asset_gallery_for_user(user: Any, params: Mapping[str, Any]) -> Any:

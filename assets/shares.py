@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,6 +37,7 @@ from assets.gallery import SORTS, cursor_decode, keyset_page
 from assets.models import Asset, ShareLink, ShareTarget
 from assets.selectors import asset_get_for_user
 from config.errors import InvalidRequest
+from config.lookups import by_id_or_404
 
 MAX_PASSWORD = 128
 MIN_PASSWORD = 4
@@ -59,14 +59,7 @@ def share_list_for_user(user: Any, *, live: bool = False) -> QuerySet[ShareLink]
 
 
 def share_get_for_user(user: Any, share_id: Any) -> ShareLink:
-    try:
-        pk = uuid.UUID(str(share_id))
-    except ValueError:
-        raise Http404("No such share link.") from None
-    share = share_list_for_user(user).filter(pk=pk).first()
-    if share is None:
-        raise Http404("No such share link.")
-    return share
+    return by_id_or_404(share_list_for_user(user), share_id, "No such share link.")
 
 
 def share_is_live(share: ShareLink, *, now: datetime | None = None) -> bool:
@@ -141,14 +134,7 @@ def share_assets_page(share: ShareLink, params: Mapping[str, str], *, size: int)
 
 
 def share_asset_get(share: ShareLink, asset_id: Any) -> Asset:
-    try:
-        pk = uuid.UUID(str(asset_id))
-    except ValueError:
-        raise Http404("Not found.") from None
-    asset = share_assets(share).filter(pk=pk).first()
-    if asset is None:
-        raise Http404("Not found.")
-    return asset
+    return by_id_or_404(share_assets(share), asset_id, "Not found.")
 
 
 # --- passwords and the session ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from typing import Any
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 
+from config.lookups import by_id_or_404
 from generations.models import ACTIVE_STATUSES, AIModel, Generation, PriceCard
 
 
@@ -33,15 +34,8 @@ def generation_list_for_user(user: Any) -> QuerySet[Generation]:
 
 
 def generation_get_for_user(user: Any, generation_id: uuid.UUID | str) -> Generation:
-    try:
-        pk = uuid.UUID(str(generation_id))
-    except ValueError:
-        raise Http404("No such generation.")
-    generation = (generation_list_for_user(user).select_related("model", "project", "price_card")
-                  .prefetch_related("outputs").filter(pk=pk).first())
-    if generation is None:
-        raise Http404("No such generation.")
-    return generation
+    return by_id_or_404(generation_list_for_user(user).select_related("model", "project", "price_card")
+                        .prefetch_related("outputs"), generation_id, "No such generation.")
 
 
 def generation_active_exists(*, project: Any) -> bool:

@@ -9,6 +9,7 @@ from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, 
 from django.db.models.functions import Coalesce
 from django.http import Http404
 
+from config.lookups import by_id_or_404
 from projects.models import Project
 
 
@@ -25,14 +26,7 @@ def project_get_for_user(user: Any, project_id: uuid.UUID | str, *, write: bool 
     """The project if `user` may see it (or change it, with write=True); otherwise 404, never 403,
     so an outsider cannot tell another user's project exists. Today only the owner has access, so
     `write` grants nothing more; members and roles will widen this one function, not its callers."""
-    try:
-        pk = uuid.UUID(str(project_id))
-    except ValueError:
-        raise Http404("No such project.")
-    project = project_list_for_user(user).filter(pk=pk).first()
-    if project is None:
-        raise Http404("No such project.")
-    return project
+    return by_id_or_404(project_list_for_user(user), project_id, "No such project.")
 
 
 def project_get_by_name_for_user(user: Any, name: str) -> Project:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -166,3 +167,38 @@ def wait_for(predicate: Any, *, timeout: float = 60, interval: float = 0.1, mess
             return value
         time.sleep(interval)
     raise AssertionError(message or "condition not met in time")
+
+
+# --- the browser ----------------------------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+def headless_chromium(profile: Path, *, window: str = "412,915") -> Any:
+    """Debian's headless Chromium through Selenium (`make browser-deps` installs it), a phone's screen
+    unless `window` says otherwise. The caller quits it."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.fail("Chromium and chromedriver are required: `make browser-deps` installs Debian's packages.")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    # As root in a sandbox with no network: no sandbox, no GPU, and none of Chromium's background
+    # connections (they are refused here, many at a time).
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", f"--window-size={window}", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    # Naming the driver keeps Selenium Manager from trying to download one.
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    return driver
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    driver = headless_chromium(tmp_path / "chrome")
+    yield driver
+    driver.quit()

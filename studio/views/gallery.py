@@ -26,9 +26,10 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from assets.gallery import ASPECTS, SORTS, blurhash_average, thumbnail_urls
+from assets.gallery import ASPECTS, SORTS, blurhash_average
 from assets.models import Asset, AssetKind, AssetSource
 from assets.organise import assets_bulk
+from assets.preview_views import asset_preview_urls
 from assets.selectors import asset_gallery_for_user, tag_list_for_user
 from assets.services import asset_path
 from config.errors import InvalidRequest, ServiceError
@@ -83,7 +84,7 @@ def _query(params: QueryDict, **changes: Any) -> str:
 
 def _decorate(assets: list[Asset], project_names: dict[uuid.UUID, str]) -> None:
     for asset in assets:
-        thumbnails = thumbnail_urls(asset)
+        thumbnails = asset_preview_urls(asset)
         asset.thumb_small_url, asset.thumb_large_url = thumbnails["small"], thumbnails["large"]
         # Until the worker has made the previews, an image is shown from its original.
         asset.original_url = (f"{asset_path('asset-download', asset.pk)}?inline=1"

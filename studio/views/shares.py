@@ -200,10 +200,23 @@ def shared_asset_page(request: HttpRequest, token: str, asset_id: uuid.UUID) -> 
     }), share)
 
 
-def _file_response(share: ShareLink, asset: Asset, field: Any, *, attachment: bool, name: str,
-                   mime: str) -> HttpResponse:
+def _unlocked_asset(request: HttpRequest, token: str, asset_id: uuid.UUID) -> tuple[ShareLink, Asset]:
+    """The share and one of its assets, for the file routes: a link still locked in this session is the
+    same 404 as an asset outside it."""
+    share = share_get_public(token)
+    if not share_is_unlocked(share, request.session):
+        raise Http404("Not found.")
+    return share, share_asset_get(share, asset_id)
+
+
+def _file_response(share: ShareLink, field: Any, *, attachment: bool, name: str, mime: str) -> HttpResponse:
     response = FileResponse(field.open("rb"), as_attachment=attachment, filename=name, content_type=mime)
     return _public(response, share, page=False)
+
+
+def _preview_response(share: ShareLink, asset: Asset, field: Any, *, attachment: bool = False) -> HttpResponse:
+    stem = asset.name.rsplit(".", 1)[0]
+    return _file_response(share, field, attachment=attachment, name=f"{stem}.webp", mime="image/webp")
 
 
 def _original_response(share: ShareLink, asset: Asset, *, attachment: bool) -> HttpResponse:
@@ -211,7 +224,7 @@ def _original_response(share: ShareLink, asset: Asset, *, attachment: bool) -> H
     models and workflows that generation tools write there, EXIF, XMP), which a share must not show;
     one whose structure does not parse falls back to its large preview, or is not served."""
     if asset.mime not in strip.MIMES:
-        return _file_response(share, asset, asset.file, attachment=attachment, name=asset.name, mime=asset.mime)
+        return _file_response(share, asset.file, attachment=attachment, name=asset.name, mime=asset.mime)
     fh = asset.file.open("rb")
     fh.seek(0, 2)
     result = strip.stripped(fh, mime=asset.mime, size=fh.tell())
@@ -219,9 +232,7 @@ def _original_response(share: ShareLink, asset: Asset, *, attachment: bool) -> H
         fh.close()
         if not asset.thumb_large:
             raise Http404("Not found.")
-        stem = asset.name.rsplit(".", 1)[0]
-        return _file_response(share, asset, asset.thumb_large, attachment=attachment, name=f"{stem}.webp",
-                              mime="image/webp")
+        return _preview_response(share, asset, asset.thumb_large, attachment=attachment)
     chunks, size = result
     response = StreamingHttpResponse(chunks, content_type=asset.mime)
     response["Content-Length"] = str(size)
@@ -231,10 +242,7 @@ def _original_response(share: ShareLink, asset: Asset, *, attachment: bool) -> H
 
 @require_GET
 def shared_file(request: HttpRequest, token: str, asset_id: uuid.UUID) -> HttpResponse:
-    share = share_get_public(token)
-    asset = share_asset_get(share, asset_id)
-    if not share_is_unlocked(share, request.session):
-        raise Http404("Not found.")
+    share, asset = _unlocked_asset(request, token, asset_id)
     inline = asset.mime.startswith(("image/", "video/", "audio/")) and request.GET.get("download") != "1"
     return _original_response(share, asset, attachment=not inline)
 
@@ -242,15 +250,11 @@ def shared_file(request: HttpRequest, token: str, asset_id: uuid.UUID) -> HttpRe
 @require_GET
 def shared_thumb(request: HttpRequest, token: str, asset_id: uuid.UUID) -> HttpResponse:
     """The asset's thumbnail (?size=small for the small one), falling back to the image itself."""
-    share = share_get_public(token)
-    asset = share_asset_get(share, asset_id)
-    if not share_is_unlocked(share, request.session):
-        raise Http404("Not found.")
+    share, asset = _unlocked_asset(request, token, asset_id)
     small = request.GET.get("size") == "small"
     thumb = (asset.thumb_small or asset.thumb_large) if small else (asset.thumb_large or asset.thumb_small)
-    stem = asset.name.rsplit(".", 1)[0]
     if thumb and thumb.name:
-        return _file_response(share, asset, thumb, attachment=False, name=f"{stem}.webp", mime="image/webp")
+        return _preview_response(share, asset, thumb)
     if asset.kind == "image":
         return _original_response(share, asset, attachment=False)
     raise Http404("Not found.")

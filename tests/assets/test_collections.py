@@ -29,6 +29,7 @@ from assets.organise import asset_restore, asset_trash, assets_purge_trash
 from assets.services import asset_create_from_bytes
 from config.errors import Conflict, InvalidRequest
 from projects.services import project_create
+from tests.conftest import headless_chromium
 
 pytestmark = pytest.mark.django_db
 
@@ -377,33 +378,18 @@ source.dispatchEvent(new DragEvent("dragend", at));
 @pytest.mark.timeout(180)
 def test_in_a_browser_the_keyboard_buttons_and_drag_and_drop_reorder(live_server: Any, owner: Any, project: Any,
                                                                      tmp_path: Any) -> None:
-    import shutil
-    from pathlib import Path
-
     from django.test import Client
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-    if not (Path(chromium).exists() and Path(driver_path).exists()):
-        pytest.fail("Chromium and chromedriver are required: `make browser-deps` installs Debian's packages.")
     collection = collection_create(user=owner, name="Board")
     assets = [image(project, f"{n}.png", (i * 60, 20, 20)) for i, n in enumerate("abc")]
     collection_items_add(user=owner, collection_id=collection.pk, asset_ids=[a.pk for a in assets])
     session = Client()
     session.force_login(owner)
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=1200,900", f"--user-data-dir={tmp_path / 'chrome'}"):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    browser = headless_chromium(tmp_path / "chrome", window="1200,900")
     try:
         browser.get(f"{live_server.url}/static/studio/collections.js")
         browser.add_cookie({"name": "sessionid", "value": session.cookies["sessionid"].value, "path": "/"})

@@ -27,6 +27,7 @@ from generations.ingest import outputs_store
 from generations.models import AIModel, Generation, Status
 from generations.providers.base import Output
 from projects.services import project_create
+from tests.conftest import headless_chromium
 
 pytestmark = pytest.mark.django_db
 
@@ -440,28 +441,13 @@ def test_in_a_browser_a_visitor_unlocks_a_password_link_and_sees_the_picture(
         live_server: Any, owner: Any, project: Any, tmp_path: Any) -> None:
     """The whole public path as a browser takes it: the CSRF-protected prompt under the page's own
     referrer policy, the session that remembers the unlock, and the image loading under the page's CSP."""
-    import shutil
-    from pathlib import Path
-
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-    if not (Path(chromium).exists() and Path(driver_path).exists()):
-        pytest.fail("Chromium and chromedriver are required: `make browser-deps` installs Debian's packages.")
     asset = image(project, "secret.png")
     share = share_create(user=owner, target="asset", target_id=asset.pk, password="open sesame")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=412,915", f"--user-data-dir={tmp_path / 'chrome'}"):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    browser = headless_chromium(tmp_path / "chrome")
     try:
         browser.get(f"{live_server.url}{shared_url(share)}")
         wait = WebDriverWait(browser, 30)

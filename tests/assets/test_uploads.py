@@ -25,6 +25,7 @@ from PIL import Image, PngImagePlugin
 from assets.inspection import RefusedFile
 from assets.models import Asset
 from assets.services import asset_create
+from tests.conftest import headless_chromium
 
 pytestmark = pytest.mark.django_db
 
@@ -489,23 +490,11 @@ zone.dispatchEvent(new DragEvent("drop", {bubbles: true, cancelable: true, dataT
 def test_in_a_browser_files_dropped_or_chosen_upload_with_progress_and_errors_in_place(
         live_server: Any, client: Any, owner: Any, project: Any, tmp_path: Path) -> None:
     import base64
-    import shutil
 
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    chromium, driver_path = shutil.which("chromium") or "/usr/bin/chromium", shutil.which("chromedriver")
-    if not (Path(chromium).exists() and driver_path):
-        pytest.fail("Chromium and chromedriver are required: `make browser-deps` installs Debian's packages.")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=412,915", f"--user-data-dir={tmp_path / 'chrome'}"):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    browser = headless_chromium(tmp_path / "chrome")
     try:
         client.force_login(owner)
         browser.get(f"{live_server.url}/accounts/login/")

@@ -5,14 +5,11 @@ worker process running the job (`make test` installs chromium and chromium-drive
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -23,27 +20,6 @@ from tests.conftest import WorkerProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.timeout(240)]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.fail("Chromium and chromedriver are required: `make browser-deps` installs Debian's packages.")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    # As root in a sandbox with no network: no sandbox, no GPU, and none of Chromium's background
-    # connections (they are refused here, many at a time).
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=412,915", f"--user-data-dir={tmp_path / 'chrome'}"):
-        options.add_argument(flag)
-    # Naming the driver keeps Selenium Manager from trying to download one.
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
 
 
 def test_a_new_user_signs_up_creates_a_project_generates_and_sees_the_image(
