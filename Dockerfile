@@ -6,6 +6,8 @@ WORKDIR /app
 COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project
 COPY . .
+# Now the project itself (editable, pointing at /app): it puts the `studio` command on the PATH.
+RUN uv sync --frozen --no-dev
 RUN DEBUG=0 SECRET_KEY=collectstatic KEY_ENCRYPTION_KEYS=build:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= python manage.py collectstatic --noinput
 RUN useradd --create-home studio && mkdir -p /app/var && chown studio /app/var
 USER studio
