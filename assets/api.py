@@ -7,7 +7,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
@@ -28,6 +28,7 @@ from assets.preview_views import asset_preview_urls
 from assets.selectors import asset_gallery_for_user, asset_get_for_user, tag_list_for_user
 from assets.services import absolute_url, asset_create, asset_download_url
 from config.errors import InvalidRequest
+from config.parsers import StudioJSONParser
 from projects.selectors import project_get_for_user
 
 
@@ -192,7 +193,7 @@ class AssetViewSet(viewsets.ViewSet):
     lookup_value_converter = "uuid"
 
     # JSON for changes and bulk actions; multipart for uploads.
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [StudioJSONParser, MultiPartParser, FormParser]
 
     @extend_schema(parameters=GALLERY_PARAMETERS, responses=AssetPageSerializer,
                    summary="The gallery: filtered, searched, sorted, in keyset pages (no total count)")

@@ -11,6 +11,7 @@ from jsonschema import Draft202012Validator
 from assets.models import Asset
 from assets.selectors import asset_list_for_user
 from config.errors import InvalidRequest
+from config.parsers import MAX_INPUTS_DEPTH, json_depth_refuse
 
 ASSET_FORMAT = "asset"
 
@@ -33,6 +34,7 @@ def validate_inputs(*, schema: dict[str, Any], inputs: Any, user: Any) -> tuple[
     InvalidRequest naming every bad field."""
     if not isinstance(inputs, dict):
         raise InvalidRequest("inputs must be a JSON object.", fields={"inputs": ["Expected an object."]})
+    json_depth_refuse(inputs, field="inputs", limit=MAX_INPUTS_DEPTH)  # before deepcopy recurses on it
     filled = _apply_defaults(schema, inputs)
     props = schema.get("properties", {})
     if "seed" in props and filled.get("seed") is None:
@@ -82,6 +84,8 @@ def _message(error: Any) -> str:
         return "This field must not be blank." if error.validator_value == "\\S" else "This value is not in the expected format."
     if error.validator == "minLength" and error.validator_value == 1:
         return "This field must not be blank."
+    if error.validator == "maxLength":
+        return f"At most {error.validator_value} characters."  # jsonschema's text quotes the whole value
     return str(error.message)
 
 

@@ -5,7 +5,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from config.errors import Conflict, InvalidRequest
-from projects.models import Project
+from projects.models import DESCRIPTION_MAX, NAME_MAX, Project
 
 
 def _clean_tags(tags: list[Any] | None) -> list[str]:
@@ -30,11 +30,27 @@ def _clean_fallback_ids(ids: Any) -> list[str]:
     return ids
 
 
-@transaction.atomic
-def project_create(*, owner: Any, name: str, description: str = "", tags: list[str] | None = None) -> Project:
-    name = name.strip()
+def _clean_name(name: Any) -> str:
+    name = str(name).strip()
     if not name:
         raise InvalidRequest("A project needs a name.", fields={"name": ["A project needs a name."]})
+    if len(name) > NAME_MAX:
+        raise InvalidRequest(f"A project name is at most {NAME_MAX} characters.",
+                             fields={"name": [f"At most {NAME_MAX} characters."]})
+    return name
+
+
+def _clean_description(description: Any) -> str:
+    if not isinstance(description, str) or len(description) > DESCRIPTION_MAX:
+        raise InvalidRequest(f"A description is text of at most {DESCRIPTION_MAX} characters.",
+                             fields={"description": [f"At most {DESCRIPTION_MAX} characters."]})
+    return description
+
+
+@transaction.atomic
+def project_create(*, owner: Any, name: str, description: str = "", tags: list[str] | None = None) -> Project:
+    name = _clean_name(name)
+    description = _clean_description(description)
     try:
         with transaction.atomic():
             return Project.objects.create(owner=owner, name=name, description=description,
@@ -47,15 +63,13 @@ def project_create(*, owner: Any, name: str, description: str = "", tags: list[s
 @transaction.atomic
 def project_update(*, project: Project, **changes: Any) -> Project:
     if "name" in changes:
-        name = str(changes["name"]).strip()
-        if not name:
-            raise InvalidRequest("A project needs a name.", fields={"name": ["A project needs a name."]})
+        name = _clean_name(changes["name"])
         if Project.objects.filter(owner=project.owner, name=name).exclude(pk=project.pk).exists():
             raise Conflict(f"You already have a project named {name!r}.",
                            fields={"name": [f"You already have a project named {name!r}."]})
         project.name = name
     if "description" in changes:
-        project.description = changes["description"]
+        project.description = _clean_description(changes["description"])
     if "tags" in changes:
         project.tags = _clean_tags(changes["tags"])
     if "archived" in changes:
