@@ -293,6 +293,12 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "config.pagination.CursorPagination",
+    # JSON with a capped body size and nesting depth (config/parsers.py); forms and multipart for uploads.
+    "DEFAULT_PARSER_CLASSES": [
+        "config.parsers.StudioJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     # Per-plan limits (billing.limits): API calls per minute, generation submits, uploads; 429 + Retry-After.
     "DEFAULT_THROTTLE_CLASSES": ["billing.limits.PlanRateThrottle"],
     "PAGE_SIZE": 50,
