@@ -13,6 +13,9 @@ cancel can and cannot do); `poll` reports "running" until it returns.
 - Errors: `{"error": {"message", "type", "param", "code"}}` (https://platform.openai.com/docs/guides/error-codes).
   429 (except `insufficient_quota`), 5xx, timeouts and connection errors are retryable; everything
   else is final and carries OpenAI's own message.
+- A chat completion without an answer (`chat_text`, shared with OpenRouter) is a failed status that
+  still carries the tokens' usage and cost: with `finish_reason: "length"` it is final ("raise Max
+  tokens"), any other empty answer is a retryable `no_content`.
 
 `import openai` below is the SDK, not this module: imports are absolute, and this file is only ever
 imported as `generations.providers.openai`.
@@ -136,10 +139,18 @@ def sdk_error(exc: Exception, label: str) -> ProviderError:
 
 
 def chat_text(completion: Any, label: str) -> str:
-    """The answer of a chat completion, or a final ProviderError when there is none to give."""
+    """The answer of a chat completion, or a ProviderError saying why there is none.
+
+    An empty answer means one of two things. With `finish_reason == "length"` the model spent the whole
+    token budget before answering (reasoning models count their hidden reasoning against
+    `max_completion_tokens`: https://platform.openai.com/docs/guides/reasoning#allocating-space-for-reasoning),
+    which the same request hits again: final, and the user should raise Max tokens. Any other empty
+    answer is the "no content generated" case OpenRouter documents as transient, a model warming up
+    from a cold start or scaling up (https://openrouter.ai/docs/errors, "When No Content is
+    Generated"): retryable, with the runner's backoff and cap."""
     choices = getattr(completion, "choices", None) or []
     if not choices:
-        raise ProviderError(f"{label} returned no answer.", code="no_output")
+        raise no_content(label)
     choice = choices[0]
     message = choice.message
     text = (getattr(message, "content", None) or "").strip()
@@ -148,10 +159,25 @@ def chat_text(completion: Any, label: str) -> str:
         raise ProviderError(refusal, code="content_policy")
     if choice.finish_reason == "content_filter" and not text:
         raise ProviderError(f"{label} withheld the answer under its content policy.", code="content_policy")
-    if not text:
+    if not text and choice.finish_reason == "length":
         raise ProviderError(f"{label} used the whole token budget without answering; raise Max tokens.",
                             code="invalid_input")
+    if not text:
+        raise no_content(label)
     return text
+
+
+def no_content(label: str) -> ProviderError:
+    return ProviderError(f"{label} generated no content; models do this while warming up from a cold start "
+                         "or scaling up, so the job is tried again.", code="no_content", retryable=True)
+
+
+def failed_after_billing(exc: ProviderError, *, usage: dict[str, Any], cost_usd: Decimal | None) -> ProviderStatus:
+    """A completion that came back without an answer still cost its tokens (OpenRouter: "you may still
+    be charged for the prompt processing cost by the upstream provider, even if no content is
+    generated"), so the failed status carries the usage and cost for the runner to record."""
+    return ProviderStatus(state="failed", error_code=exc.code, error_message=exc.message,
+                          retryable=exc.retryable, usage=dict(usage), cost_usd=cost_usd)
 
 
 def text_messages(model: CatalogModel, inputs: dict[str, Any]) -> tuple[str, str]:
@@ -260,12 +286,16 @@ def _run_chat(client: openai.OpenAI, model: CatalogModel, system: str, user: str
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
     completion = client.chat.completions.create(model=model.provider_model, messages=messages,
                                                 max_completion_tokens=max_tokens)
-    text = chat_text(completion, "OpenAI")
     usage = completion.usage
     counts = {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens} if usage else {}
+    cost = tokens_cost(counts, model.config.get("token_prices", {})) if usage else None
+    try:
+        text = chat_text(completion, "OpenAI")
+    except ProviderError as exc:
+        return failed_after_billing(exc, usage=counts, cost_usd=cost)
     logs = ["The answer was cut off at the token limit."] if completion.choices[0].finish_reason == "length" else []
     return ProviderStatus(state="succeeded", outputs=[text_output(model, text)], usage=counts, logs=logs,
-                          cost_usd=tokens_cost(counts, model.config.get("token_prices", {})) if usage else None)
+                          cost_usd=cost)
 
 
 def _run_speech(client: openai.OpenAI, model: CatalogModel, params: dict[str, Any]) -> ProviderStatus:
@@ -346,5 +376,5 @@ class OpenAIProvider(SyncAdapterMixin):
         raise ProviderError(f"The OpenAI adapter does not run {operation} models.", code="unknown_model")
 
 
-__all__ = ["OpenAIProvider", "api_key_for", "chat_text", "openai_client", "sdk_error", "text_messages",
-           "text_output"]
+__all__ = ["OpenAIProvider", "api_key_for", "chat_text", "failed_after_billing", "openai_client", "sdk_error",
+           "text_messages", "text_output"]

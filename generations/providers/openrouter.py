@@ -13,6 +13,11 @@ Synchronous like OpenAI's chat API, so the call runs on a worker thread behind s
   model started arrive as **HTTP 200** with that `error` object in the body (or a choice with
   `finish_reason: "error"`), which the SDK does not raise, so they are checked here. 402 (no credits)
   is final; 403 is a moderation block; 408, 429, 502 (model down) and 503 (no provider) are retryable.
+- "No content generated" (https://openrouter.ai/docs/errors, "When No Content is Generated"): a 200
+  whose answer is empty while the model warms up from a cold start or the provider scales up. It is a
+  retryable `no_content` failure carrying the reported `usage.cost`, since the prompt may still be
+  billed. Only an empty answer with `finish_reason: "length"` (the token budget ran out) is final,
+  with the advice to raise Max tokens (openai.chat_text).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from generations.providers.base import CatalogModel, ProviderError, ProviderJob,
 from generations.providers.openai import (
     api_key_for,
     chat_text,
+    failed_after_billing,
     openai_client,
     sdk_error,
     text_messages,
@@ -101,12 +107,17 @@ def _run_chat(client: openai.OpenAI, model: CatalogModel, params: dict[str, Any]
     if choices and choices[0].finish_reason == "error":
         choice_error = _extra(choices[0], "error") or {}
         raise error_from_code(choice_error.get("code"), str(choice_error.get("message") or ""))
-    text = chat_text(completion, LABEL)
     usage = completion.usage
     counts = {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens} if usage else {}
     cost = reported_cost(usage)
     if cost is None and usage is not None:
         cost = tokens_cost(counts, model.config.get("token_prices", {}))
+    try:
+        text = chat_text(completion, LABEL)
+    except ProviderError as exc:
+        # "No content generated" is retried, and its `usage.cost` (the prompt may still be billed
+        # upstream: openrouter.ai/docs/errors) goes to the runner with the failure.
+        return failed_after_billing(exc, usage=counts, cost_usd=cost)
     logs = []
     upstream = _extra(completion, "provider")
     if upstream:

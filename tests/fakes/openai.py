@@ -13,6 +13,10 @@ Scripting, through `server.state` (see `FakeServer`):
 - `state["gate"]`: a `threading.Event`; while set in state, generation routes wait for it (a slow
   call to cancel), recording the request first.
 - `state["reply"]`: the chat answer's text (default: built from the prompt).
+- `state["no_content"]`: a list; each chat completion pops the first entry and answers HTTP 200 without
+  an answer: "empty" is OpenRouter's "no content generated" (a model warming up or scaling; the prompt
+  may still be billed: https://openrouter.ai/docs/errors), "length" a reasoning model that spent the
+  whole `max_completion_tokens` thinking (https://platform.openai.com/docs/guides/reasoning).
 After each answer, `state["outputs"]` holds the bytes or text handed out, in order.
 """
 
@@ -223,6 +227,10 @@ class OpenAIFake(JSONHandler):
             self.send_json(200, {"id": "gen-err", "object": "chat.completion", "created": int(time.time()),
                                  "model": params.get("model"), "choices": [], "error": error})
             return
+        pending = self.server.state.get("no_content") or []
+        if pending:
+            self._no_answer(params, pending.pop(0), prompt_tokens=len((system + " " + user).split()))
+            return
         if "forbidden" in user:
             if self.openrouter:
                 # 403: the input was flagged by moderation (openrouter.ai/docs/api/errors).
@@ -236,22 +244,37 @@ class OpenAIFake(JSONHandler):
         self._remember(reply)
         self._chat_answer(params, reply, prompt_tokens=len((system + " " + user).split()))
 
+    def _no_answer(self, params: dict[str, Any], kind: str, *, prompt_tokens: int) -> None:
+        if kind == "length":
+            # A reasoning model spent all of max_completion_tokens on hidden reasoning: empty content,
+            # finish_reason "length", the reasoning billed as completion tokens
+            # (https://platform.openai.com/docs/guides/reasoning#allocating-space-for-reasoning).
+            budget = int(params.get("max_completion_tokens") or params.get("max_tokens") or 2048)
+            self._chat_answer(params, "", prompt_tokens=prompt_tokens, finish_reason="length",
+                              completion_tokens=budget, reasoning_tokens=budget)
+        else:
+            # "When No Content is Generated" (https://openrouter.ai/docs/errors): a 200 with an empty
+            # answer while the model warms up or scales; the prompt may still be billed (usage.cost).
+            self._chat_answer(params, "", prompt_tokens=prompt_tokens)
+
     def _chat_answer(self, params: dict[str, Any], reply: str | None, *, prompt_tokens: int,
-                     refusal: str | None = None) -> None:
-        completion_tokens = len((reply or "").split())
+                     refusal: str | None = None, finish_reason: str = "stop", completion_tokens: int | None = None,
+                     reasoning_tokens: int = 0) -> None:
+        if completion_tokens is None:
+            completion_tokens = len((reply or "").split())
         usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                                 "total_tokens": prompt_tokens + completion_tokens}
+                                 "total_tokens": prompt_tokens + completion_tokens,
+                                 "completion_tokens_details": {"reasoning_tokens": reasoning_tokens}}
         if self.openrouter:
             # usage.cost (credits = USD) in every response (openrouter.ai/docs/use-cases/usage-accounting).
             usage.update(cost=OPENROUTER_COST, is_byok=False,
                          prompt_tokens_details={"cached_tokens": 0, "audio_tokens": 0},
-                         completion_tokens_details={"reasoning_tokens": 0},
                          cost_details={"upstream_inference_cost": None})
         self.send_json(200, {
             "id": "gen-1" if self.openrouter else "chatcmpl-1", "object": "chat.completion",
             "created": int(time.time()), "model": params.get("model"),
             **({"provider": "DeepInfra"} if self.openrouter else {}),
-            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+            "choices": [{"index": 0, "finish_reason": finish_reason, "logprobs": None,
                          "message": {"role": "assistant", "content": reply, "refusal": refusal}}],
             "usage": usage})
 

@@ -292,6 +292,25 @@ def test_a_chat_refusal_is_a_final_content_policy_error(fake: Any) -> None:
         "content_policy", "I can't help with that request.", False)
 
 
+def test_a_reasoning_model_that_spends_max_tokens_thinking_fails_finally_with_its_token_cost(fake: Any) -> None:
+    fake.state["no_content"] = ["length"]
+    status, _ = run(provider.submit(model("text-generation", "gpt-6-luna"), {"prompt": "Plan a film", "max_tokens": 200},
+                                    credentials={"api_key": "test-key"}))
+    assert (status.state, status.error_code, status.retryable) == ("failed", "invalid_input", False)
+    assert status.error_message == "OpenAI used the whole token budget without answering; raise Max tokens."
+    assert status.usage["output_tokens"] == 200
+    assert status.cost_usd == (Decimal(status.usage["input_tokens"]) * Decimal("0.10")
+                               + Decimal(200) * Decimal("0.50")) / Decimal(1_000_000)
+
+
+def test_an_empty_answer_that_was_not_cut_off_is_a_retryable_no_content_failure(fake: Any) -> None:
+    fake.state["no_content"] = ["empty"]
+    status, _ = run(provider.submit(model("text-generation", "gpt-6-luna"), {"prompt": "Plan a film"},
+                                    credentials={"api_key": "test-key"}))
+    assert (status.state, status.error_code, status.retryable) == ("failed", "no_content", True)
+    assert "Max tokens" not in status.error_message and status.cost_usd is not None
+
+
 def test_tts_1_returns_mp3_bytes_priced_by_characters(fake: Any) -> None:
     tts = CatalogModel(id="openai/tts-1", provider="openai", provider_model="tts-1", operation="text-to-speech",
                        output_kind="audio", config={"response_format": "mp3", "usd_per_million_characters": "15"})

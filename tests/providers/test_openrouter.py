@@ -12,6 +12,7 @@ import pytest
 
 from assets.models import Asset
 from billing.services import credits_summary
+from generations import services
 from generations.models import Generation, Status
 from generations.providers.base import CatalogModel, ProviderError, ProviderJob, ProviderStatus
 from generations.providers.openrouter import OpenRouterProvider
@@ -77,6 +78,24 @@ def test_an_error_inside_a_200_answer_is_mapped_like_its_code(fake: Any) -> None
     fake.state["error_in_body"] = {"code": 400, "message": "context length exceeded"}
     status = submit({"prompt": "hi"})
     assert (status.error_code, status.retryable) == ("invalid_input", False)
+
+
+def test_no_content_generated_is_retryable_and_keeps_the_cost_openrouter_reported(fake: Any) -> None:
+    # https://openrouter.ai/docs/errors, "When No Content is Generated": cold start or scaling.
+    fake.state["no_content"] = ["empty"]
+    status = submit({"prompt": "hi"})
+    assert (status.state, status.error_code, status.retryable) == ("failed", "no_content", True)
+    assert "Max tokens" not in status.error_message
+    assert status.cost_usd == Decimal(str(OPENROUTER_COST)) and status.usage["input_tokens"] > 0
+    assert submit({"prompt": "hi"}).state == "succeeded"
+
+
+def test_an_empty_answer_cut_off_at_the_token_limit_is_final_and_asks_for_more_max_tokens(fake: Any) -> None:
+    fake.state["no_content"] = ["length"]
+    status = submit({"prompt": "hi", "max_tokens": 64})
+    assert (status.state, status.error_code, status.retryable) == ("failed", "invalid_input", False)
+    assert status.error_message.endswith("raise Max tokens.")
+    assert status.cost_usd == Decimal(str(OPENROUTER_COST)) and status.usage["output_tokens"] == 64
 
 
 def test_no_credits_is_final_with_openrouters_message(fake: Any) -> None:
@@ -146,3 +165,21 @@ def test_running_out_of_credits_fails_the_generation_and_releases_the_hold(fake:
     assert (generation.status, generation.error_code, generation.error_message) == (
         Status.FAILED, "quota_exceeded", "Insufficient credits")
     assert credits_summary(user=owner).as_dict() == {"balance": 500, "held": 0, "available": 500}
+
+
+@pytest.mark.django_db
+def test_a_job_with_no_content_generated_is_retried_and_the_next_attempt_delivers(fake: Any, owner: Any,
+                                                                                   project: Any, catalog: None) -> None:
+    fake.state["no_content"] = ["empty"]
+    generation = generation_create(user=owner, project_id=project.pk,
+                                   model_id="openrouter/meta-llama/llama-3.3-70b-instruct", inputs={"prompt": "hi"})
+    with pytest.raises(services.RetryLater):
+        generation_run(generation.pk)
+    generation.refresh_from_db()
+    assert (generation.status, generation.error_code) == (Status.QUEUED, "")
+    assert any("no_content" in line["message"] for line in generation.logs)
+    generation_run(generation.pk)
+    generation.refresh_from_db()
+    assert generation.status == Status.SUCCEEDED and generation.attempts == 2
+    assert Asset.objects.filter(generation=generation).count() == 1
+    assert credits_summary(user=owner).as_dict() == {"balance": 499, "held": 0, "available": 499}
