@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 .PHONY: help install run web worker migrate lint test test-sqlite test-postgres browser-deps bench schema check-services clean
 
 help:
-	@echo "make run    install, migrate, load the catalog, create the demo account, start web + worker"
+	@echo "make run    install, migrate, load the catalog, start web + workers + beat, print the demo account"
 	@echo "make test   the whole suite on SQLite, then on PostgreSQL + Redis"
 	@echo "make bench  benchmarks (see docs/BENCHMARKS.md)"
 
@@ -33,22 +33,19 @@ migrate: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py catalog_load
 
-# Web on $(HOST):$(PORT) and a real Celery worker (with beat for the stale-job sweep), on the embedded
-# defaults unless the environment says otherwise. Ctrl-C stops both.
+# Web on $(HOST):$(PORT), a generation worker (queue `celery`), a housekeeping worker (queue
+# `housekeeping`) and beat, on the embedded defaults unless the environment says otherwise, under one
+# supervisor (accounts/management/commands/run_studio.py) that prints the demo credentials once all
+# are up. Ctrl-C or SIGTERM stops them all within a few seconds.
 run: migrate
-	@$(PY) manage.py demo_setup --url http://$(HOST):$(PORT)
-	@trap 'kill 0' INT TERM EXIT; \
-	  $(PY) -m celery -A config worker --beat --loglevel=INFO --concurrency=2 \
-	    --without-gossip --without-mingle --without-heartbeat & \
-	  $(PY) manage.py runserver $(HOST):$(PORT) & \
-	  wait
+	@$(PY) manage.py run_studio --host $(HOST) --port $(PORT)
 
 web: migrate
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
+# The two workers and beat without the web server (`make web` in another terminal).
 worker: install
-	$(PY) -m celery -A config worker --beat --loglevel=INFO --concurrency=2 \
-	  --without-gossip --without-mingle --without-heartbeat
+	@$(PY) manage.py run_studio --no-web
 
 # Debian's Chromium and ChromeDriver for the browser tests (Playwright's own download cannot work here).
 browser-deps:

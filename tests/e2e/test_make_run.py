@@ -1,0 +1,133 @@
+"""`make run` as a newcomer meets it: the real supervisor (manage.py run_studio) with the web server, both
+workers and beat as real processes, on the embedded broker in a fresh STUDIO_VAR_DIR. The credentials
+are the last lines printed, the token works, SIGTERM stops every process within 10 s without a
+segmentation fault, and a second start prints the same token."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, _database_url, wait_for
+
+pytestmark = [pytest.mark.worker, pytest.mark.timeout(120)]
+
+STOP_WITHIN = 10.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below `pid`, from /proc (each process's parent is field 4 of its stat line)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited; only its parent's wait() is left
+
+
+class Supervisor:
+    def __init__(self, env: dict[str, str], port: int) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "manage.py", "run_studio", "--port", str(port)],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def kill(self) -> None:
+        for pid in _descendants(self.proc.pid) | {self.proc.pid}:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def run_env(transactional_db: Any, tmp_path: Path) -> dict[str, str]:
+    """A fresh clone's environment: the development settings, the embedded broker and file cache in a
+    new var directory, and this test's database (already migrated) so no migration run is needed."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("REDIS_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE")}
+    return {**env, "DJANGO_SETTINGS_MODULE": "config.settings", "STUDIO_VAR_DIR": str(tmp_path / "var"),
+            "DATABASE_URL": _database_url(), "PYTHONUNBUFFERED": "1"}
+
+
+def test_make_run_prints_the_credentials_last_and_stops_cleanly_on_sigterm(run_env: dict[str, str]) -> None:
+    port = _free_port()
+    supervisor = Supervisor(run_env, port)
+    try:
+        wait_for(lambda: any("Try it" in line for line in supervisor.lines) or supervisor.proc.poll() is not None,
+                 timeout=90, interval=0.05)
+        printed = list(supervisor.lines)
+        assert supervisor.proc.poll() is None, supervisor.output()
+        # The last five lines are the credentials block, after every banner and "ready" line.
+        last = [line for line in printed if line.strip()][-5:]
+        assert [line.split()[0] for line in last] == ["Demo", "Password", "Credits", "API", "Try"], printed[-30:]
+        assert any("generation@" in line and "ready." in line for line in printed), printed
+        token = re.search(r"API token\s+(\S+)", "\n".join(last)).group(1)
+        me = httpx.get(f"http://127.0.0.1:{port}/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 200 and me.json()["email"] == "demo@studio.local"
+
+        children = _descendants(supervisor.proc.pid)
+        assert len(children) >= 5  # runserver's reloader and server, two workers (one with a pool), beat
+        sent = time.monotonic()
+        supervisor.proc.send_signal(signal.SIGTERM)
+        assert supervisor.proc.wait(STOP_WITHIN + 5) == 0, supervisor.output()[-3000:]
+        wait_for(lambda: not any(_alive(pid) for pid in children), timeout=max(0.1, STOP_WITHIN - (time.monotonic() - sent)),
+                 message=f"still running: {[pid for pid in children if _alive(pid)]}")
+        assert time.monotonic() - sent < STOP_WITHIN
+        supervisor.reader.join(5)
+        output = supervisor.output()
+        assert "Segmentation fault" not in output and "SIGSEGV" not in output, output[-3000:]
+    finally:
+        if supervisor.proc.poll() is None:
+            supervisor.kill()
+
+    # A second start reuses the token the first one printed (demo_setup runs the same
+    # demo_account_ensure as the supervisor, without starting the processes again).
+    second = subprocess.run([sys.executable, "manage.py", "demo_setup", "--url", f"http://127.0.0.1:{port}"],
+                            cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 0, second.stderr
+    assert re.search(r"API token\s+(\S+)", second.stdout).group(1) == token
+    assert (Path(run_env["STUDIO_VAR_DIR"]) / "demo-token").stat().st_mode & 0o777 == 0o600
