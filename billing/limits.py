@@ -4,18 +4,27 @@ A user's plan is their `UserPlan`, else the default plan. It gives the credit ra
 jobs and three limits, counted with django-ratelimit's fixed-window counters on the shared cache
 (Redis in production, so every web process and worker sees one count; the file cache in development):
 
-- generations per hour: API submits through `PlanRateThrottle` (before the view runs, so a refused
-  submit costs nothing and DRF answers 429 with Retry-After); web submits through
-  `generation_create(..., rate_limit=True)`, whose `RateLimited` the generate panel shows. Both count in
-  the same window. The `generate` management command is not limited: it runs on the server, by
-  someone with a shell there.
+- generations per hour: only accepted submits count. API and web submits both go through
+  `generation_create(..., rate_limit=True)`, which counts the job in the same transaction as its
+  hold, after every check that can refuse it (unknown model, bad inputs, a project you cannot write
+  to, credits, budgets): a typo is a 400 and costs nothing, and a submit refused with 429 is given
+  back too. Hammering is held off by the per-minute API limit, which counts every call. Both paths
+  count in the same window. The `generate` management command is not limited: it runs on the
+  server, by someone with a shell there.
 - uploads per day: API uploads through `PlanRateThrottle`; web uploads call `rate_limit_check` once
   per file.
 - API calls per minute: every authenticated /api/v1 request, through `PlanRateThrottle`.
 
-Every attempt counts, refused ones included (django-ratelimit's model: a client hammering a closed
-door keeps it closed). A plan's limit is compared with the count at each call rather than baked into
-the counter's cache key, so a plan change takes effect on the next request and keeps the count so far.
+Uploads and API calls count every attempt, refused ones included (django-ratelimit's model: a client
+hammering a closed door keeps it closed). A plan's limit is compared with the count at each call
+rather than baked into the counter's cache key, so a plan change takes effect on the next request and
+keeps the count so far.
+
+Windows are fixed: django-ratelimit puts the window's end in the counter's key, so a new window is a
+new counter, and the 429 says when that is. The counter's cache entry expires at that end on every
+backend (`_keep_expiry`): Django's generic `incr` (the file and database caches) rewrites an entry
+with the cache's default timeout (300 s), which would forget an hourly count five minutes after the
+last submit, long before the time the 429 promised.
 """
 
 from __future__ import annotations
@@ -27,9 +36,13 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django_ratelimit import ALL
+from django_ratelimit import core as ratelimit_core
 from django_ratelimit.core import get_usage
 from rest_framework import exceptions, status
 from rest_framework.exceptions import ErrorDetail
@@ -54,8 +67,8 @@ LIMITS = {
 
 # The API actions that are also counted against a per-plan limit, by the router's basename and the
 # viewset action (so the views need no decorator and a refused request never reaches them).
+# Generation submits are not here: they count only once accepted, in generation_create.
 API_ACTION_LIMITS = {
-    ("generation", "create"): "generations",
     ("asset", "create"): "uploads",
 }
 
@@ -130,12 +143,15 @@ RateSpec = str | Callable[[str, Any], str]
 
 
 def rate_limit_check(*, request: Any = None, user: Any, group: str, rate: RateSpec | None = None,
-                     plan: Plan | None = None) -> None:
+                     plan: Plan | None = None, count_refused: bool = True) -> None:
     """Count one `group` action by `user` and raise RateLimited if that goes over the limit.
 
     `rate` is "N/period" or django-ratelimit's callable `(group, request) -> rate`; by default the
     user's plan gives it. The counter's cache key holds the group, the period and the user, not the
-    limit, so the same count is compared with whatever the plan says now."""
+    limit, so the same count is compared with whatever the plan says now. With `count_refused=False`
+    a refused action is given back, so only allowed ones count (generation submits, called once the
+    job is otherwise accepted: concurrent submits at the limit still cannot both pass, as each sees
+    the other's count)."""
     plan = plan or plan_for_user(user)
     if rate is None:
         rate = plan_rate(plan, group)
@@ -152,8 +168,53 @@ def rate_limit_check(*, request: Any = None, user: Any, group: str, rate: RateSp
         # The cache failed (django-ratelimit reports it as limited with no time left): fail open,
         # a cache outage should not stop the studio.
         return
+    counter = _Counter(user=user, group=group, period=period)
+    counter.keep_expiry(count=usage["count"], time_left=usage["time_left"])
     if usage["count"] > limit:
+        if not count_refused:
+            counter.give_back(time_left=usage["time_left"])
         raise RateLimited(plan=plan, group=group, limit=limit, retry_after=usage["time_left"])
+
+
+@dataclass(frozen=True)
+class _Counter:
+    """The cache entry behind one of get_usage's counters, for what get_usage does not do: keep its
+    expiry at the window's end, and give a count back."""
+
+    user: Any
+    group: str
+    period: int
+
+    @property
+    def cache(self) -> BaseCache:
+        return caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
+
+    @property
+    def key(self) -> str:
+        # The key get_usage built: django-ratelimit's own helpers, with the same arguments.
+        value = str(self.user.pk)
+        window = ratelimit_core._get_window(value, self.period)
+        return ratelimit_core._make_cache_key(f"plan:{self.group}", window, (0, self.period), value, ALL)
+
+    def _rewrites_expiry(self) -> bool:
+        # Django's generic incr is get + set with the default timeout; backends with a native
+        # increment (Redis, memcached, local memory) keep the entry's expiry.
+        return type(self.cache).incr is BaseCache.incr
+
+    def keep_expiry(self, *, count: int, time_left: int) -> None:
+        """Expire the entry when its window ends (plus django-ratelimit's fudge): after the first
+        count, which get_usage added with a whole period's timeout, and after every count on a
+        backend whose incr rewrote the expiry."""
+        if count <= 1 or self._rewrites_expiry():
+            self.cache.touch(self.key, max(time_left, 0) + ratelimit_core.EXPIRATION_FUDGE)
+
+    def give_back(self, *, time_left: int) -> None:
+        try:
+            self.cache.decr(self.key)
+        except ValueError:  # the window ended meanwhile: nothing left to give back
+            return
+        if self._rewrites_expiry():
+            self.cache.touch(self.key, max(time_left, 0) + ratelimit_core.EXPIRATION_FUDGE)
 
 
 _PERIOD_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -167,7 +167,7 @@ class GenerationViewSet(viewsets.ViewSet):
         generation = generation_create(user=request.user, project_id=data.validated_data["project"],
                                        model_id=data.validated_data["model"], inputs=data.validated_data["inputs"],
                                        fallback_models=data.validated_data["fallback_models"],
-                                       max_credits=data.validated_data["max_credits"])
+                                       max_credits=data.validated_data["max_credits"], rate_limit=True)
         return Response(GenerationSerializer(generation_get_for_user(request.user, generation.pk)).data,
                         status=status.HTTP_202_ACCEPTED)
 

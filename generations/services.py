@@ -69,13 +69,13 @@ def generation_estimate(*, user: Any, model_id: str, inputs: Any) -> tuple[AIMod
 def generation_create(*, user: Any, project_id: Any, model_id: str, inputs: Any,
                       fallback_models: list[str] | None = None, rate_limit: bool = False,
                       max_credits: int | None = None) -> Generation:
-    """Access check → validate → estimate (at the user's plan rate) → rate limit → hold credits (wallet
-    row locked) and count them against budgets (budget rows locked) → queued row → enqueue after commit.
+    """Access check → validate → estimate (at the user's plan rate) → hold credits (wallet row locked)
+    and count them against budgets (budget rows locked) → queued row → rate limit → enqueue after commit.
     Raises Http404, InvalidRequest, RateLimited, InsufficientCredits or BudgetExceeded, having changed
-    nothing (a refused attempt still counts against the rate limit).
+    nothing (a refused attempt does not count against the rate limit either).
 
-    `rate_limit=True` counts the submit against the plan's generations per hour: the web app passes it;
-    the API counts submits in its throttle (billing.limits.PlanRateThrottle) instead, before the view.
+    `rate_limit=True` counts the submit against the plan's generations per hour, once everything else
+    has accepted it (billing/limits.py): the web app and the API pass it, the CLI does not.
 
     The hold is the estimate, and the charge never exceeds the hold: a job that turns out dearer than
     estimated costs the estimate. `max_credits` (at least the estimate) lets the job cost more, up to
@@ -93,8 +93,6 @@ def generation_create(*, user: Any, project_id: Any, model_id: str, inputs: Any,
     held = _held_for(credits, max_credits)
     fallbacks = _clean_fallbacks(model, project.fallback_models if fallback_models is None else fallback_models)
     key_note = " on your own key" if access.key_source == "user" else ""
-    if rate_limit:
-        rate_limit_check(user=user, group="generations")
     now = timezone.now()
     with transaction.atomic():
         generation = Generation(
@@ -109,6 +107,9 @@ def generation_create(*, user: Any, project_id: Any, model_id: str, inputs: Any,
         credits_hold(user=user, amount=held, reference=generation.hold_reference)
         generation.budget_usage_ids = budget_hold(generation=generation, credits=held)
         generation.save(force_insert=True)
+        if rate_limit:
+            # Last, once the job is accepted: a refusal here rolls the hold back and gives the count back.
+            rate_limit_check(user=user, group="generations", count_refused=False)
         generation_id = str(generation.pk)
         transaction.on_commit(lambda: _dispatch(generation_id))
     return generation

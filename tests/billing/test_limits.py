@@ -21,7 +21,7 @@ from billing.limits import (
     plan_for_user,
     rate_limit_check,
 )
-from billing.models import Plan
+from billing.models import AccountKind, LedgerAccount, Plan
 from generations.models import Generation
 from generations.services import generation_create, generation_estimate, generation_run
 
@@ -159,6 +159,103 @@ def test_web_submits_are_limited_per_hour_and_a_refused_one_holds_nothing(owner:
     generation_create(user=owner, project_id=project.pk, model_id="local/sketch", inputs={"prompt": "cli"})
 
 
+def test_a_web_submit_refused_for_the_hourly_limit_is_given_back(owner: Any, project: Any, catalog: None) -> None:
+    hourly = plan("hourly", generations_per_hour=1)
+    plan_assign(user=owner, plan=hourly)
+    generation_create(user=owner, project_id=project.pk, model_id="local/sketch", inputs={"prompt": "1"},
+                      rate_limit=True)
+    for _ in range(3):
+        with pytest.raises(RateLimited):
+            generation_create(user=owner, project_id=project.pk, model_id="local/sketch", inputs={"prompt": "2"},
+                              rate_limit=True)
+    assert Generation.objects.filter(user=owner).count() == 1
+    assert LedgerAccount.objects.get(user=owner, kind=AccountKind.WALLET).held == 1  # the refused holds rolled back
+    # Had the three refusals counted, the count would be 4 and a limit of 2 would still refuse.
+    Plan.objects.filter(pk=hourly.pk).update(generations_per_hour=2)
+    generation_create(user=owner, project_id=project.pk, model_id="local/sketch", inputs={"prompt": "3"},
+                      rate_limit=True)
+    assert Generation.objects.filter(user=owner).count() == 2
+
+
+# --- fixed windows on every cache backend ----------------------------------------------------------------
+
+class Clock:
+    """time.time for django-ratelimit and Django's cache backends, moved by the test."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+def _window_end(user: Any, period: int, now: int) -> int:
+    from django_ratelimit.core import _get_window
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("django_ratelimit.core.time", Clock(now))
+        return _get_window(str(user.pk), period)
+
+
+def _counter_key(user: Any, group: str, period: int, now: int) -> str:
+    from django_ratelimit import ALL
+    from django_ratelimit.core import _make_cache_key
+
+    return _make_cache_key(f"plan:{group}", _window_end(user, period, now), (0, period), str(user.pk), ALL)
+
+
+def test_the_hourly_window_holds_its_count_to_the_end_the_429_names_on_the_file_cache(
+        owner: Any, settings: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pickle
+
+    from django.core.cache import caches
+
+    settings.CACHES = {**settings.CACHES, "limits": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(tmp_path)}}
+    settings.RATELIMIT_USE_CACHE = "limits"
+    plan_assign(user=owner, plan=plan("hourly", generations_per_hour=2))
+    # Start one second into the user's window, so the window ends 3599 s later.
+    start = _window_end(owner, 3600, NOW) - 3600 + 1
+    clock = Clock(start)
+    for module in ("django_ratelimit.core", "django.core.cache.backends.base",
+                   "django.core.cache.backends.filebased"):
+        monkeypatch.setattr(f"{module}.time", clock)
+    for _ in range(2):  # the first adds the entry, the second increments it
+        rate_limit_check(user=owner, group="generations", count_refused=False)
+    # Ten minutes on: the file cache's incr used to rewrite the entry with its 300 s default timeout,
+    # so the count was gone and a third job went through inside the hour.
+    clock.now = start + 600
+    with pytest.raises(RateLimited) as refused:
+        rate_limit_check(user=owner, group="generations", count_refused=False)
+    window_end = start + 3599
+    assert refused.value.retry_after == window_end - clock.now
+    key = _counter_key(owner, "generations", 3600, start)
+    with open(caches["limits"]._key_to_file(key), "rb") as entry:
+        assert pickle.load(entry) == window_end + 5  # django-ratelimit's EXPIRATION_FUDGE
+    clock.now = window_end + 1  # a new window, a new count
+    rate_limit_check(user=owner, group="generations", count_refused=False)
+
+
+def test_the_counters_expiry_is_the_windows_end_on_redis(owner: Any, settings: Any) -> None:
+    import os
+
+    from django.core.cache import caches
+
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        pytest.skip("REDIS_URL is not set (the PostgreSQL + Redis leg runs this)")
+    settings.CACHES = {**settings.CACHES, "limits": {
+        "BACKEND": "django_redis.cache.RedisCache", "LOCATION": redis_url, "KEY_PREFIX": "test-limits"}}
+    settings.RATELIMIT_USE_CACHE = "limits"
+    caches["limits"].clear()
+    plan_assign(user=owner, plan=plan("hourly", generations_per_hour=5))
+    for _ in range(2):
+        rate_limit_check(user=owner, group="generations", count_refused=False)
+    time_left = _window_end(owner, 3600, NOW) - NOW
+    ttl = caches["limits"].ttl(_counter_key(owner, "generations", 3600, NOW))
+    assert time_left + 5 - 1 <= ttl <= time_left + 5
+
+
 # --- the API -----------------------------------------------------------------------------------------------
 
 def test_api_generation_submits_over_the_hourly_limit_get_429_with_retry_after(
@@ -173,6 +270,26 @@ def test_api_generation_submits_over_the_hourly_limit_get_429_with_retry_after(
     assert "your Hourly plan allows 2 generations per hour. Try again in" in error["message"]
     assert Generation.objects.count() == 2
     assert owner_api.get("/api/v1/generations").status_code == 200  # other calls still go through
+
+
+def test_seven_refused_api_submits_do_not_use_up_an_hourly_limit_of_one(
+        throttled: None, owner: Any, owner_api: APIClient, project: Any, catalog: None) -> None:
+    plan_assign(user=owner, plan=plan("hourly", generations_per_hour=1))
+    typos = [
+        {"project": str(project.pk), "model": "local/skecth", "inputs": {"prompt": "x"}},
+        {"project": str(project.pk), "model": "local/sketch", "inputs": {"prompt": "x", "steps": "many"}},
+        {"project": str(project.pk), "model": "local/sketch", "inputs": {}},
+        {"project": "00000000-0000-0000-0000-000000000000", "model": "local/sketch", "inputs": {"prompt": "x"}},
+        {"project": str(project.pk), "model": "local/sketch"},
+        {"model": "local/sketch", "inputs": {"prompt": "x"}},
+        {"project": str(project.pk), "model": "local/sketch", "inputs": {"prompt": "x", "width": -5}},
+    ]
+    codes = [owner_api.post("/api/v1/generations", body, format="json").status_code for body in typos]
+    assert all(code in (400, 404) for code in codes), codes
+    assert submit_api(owner_api, project).status_code == 202
+    refused = submit_api(owner_api, project)
+    assert refused.status_code == 429 and 0 < int(refused["Retry-After"]) <= 3600
+    assert Generation.objects.count() == 1
 
 
 def test_web_and_api_submits_share_one_hourly_count(throttled: None, owner: Any, owner_api: APIClient,
