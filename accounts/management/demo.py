@@ -52,7 +52,7 @@ def _write_secret(path: Path, value: str) -> None:
     partial.unlink(missing_ok=True)
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.write(value + "\n")
+        fh.write(value)
     os.replace(partial, path)
 
 

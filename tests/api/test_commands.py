@@ -28,6 +28,37 @@ def test_demo_setup_creates_the_account_once_and_keeps_one_token(settings: Any, 
     assert "500 available" in second.getvalue()
 
 
+def _printed_token(out: io.StringIO) -> str:
+    return next(line.split()[-1] for line in out.getvalue().splitlines() if line.strip().startswith("API token"))
+
+
+def test_demo_setup_prints_the_same_working_token_on_every_start(settings: Any, tmp_path: Any) -> None:
+    from rest_framework.test import APIClient
+
+    settings.VAR_DIR = tmp_path
+    first, second = io.StringIO(), io.StringIO()
+    call_command("demo_setup", stdout=first)
+    call_command("demo_setup", stdout=second)
+    token = _printed_token(first)
+    assert _printed_token(second) == token
+    assert (tmp_path / "demo-token").stat().st_mode & 0o777 == 0o600
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert client.get("/api/v1/me").json()["email"] == "demo@studio.local"
+
+
+def test_demo_setup_makes_a_new_token_when_the_kept_one_was_revoked(settings: Any, tmp_path: Any) -> None:
+    settings.VAR_DIR = tmp_path
+    first, second = io.StringIO(), io.StringIO()
+    call_command("demo_setup", stdout=first)
+    ApiToken.objects.filter(user__email="demo@studio.local").delete()
+    call_command("demo_setup", stdout=second)
+    token = _printed_token(second)
+    assert token != _printed_token(first)
+    assert (tmp_path / "demo-token").read_text().strip() == token
+    assert ApiToken.objects.filter(user__email="demo@studio.local").count() == 1
+
+
 def test_api_token_create_prints_a_working_token(owner: Any) -> None:
     from rest_framework.test import APIClient
 
