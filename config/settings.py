@@ -190,6 +190,15 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Housekeeping has its own queue so the sweep that recovers stuck jobs never waits behind a backlog of
+# generations (every slot busy with a long video) on the default `celery` queue. A worker must consume
+# both: `-Q celery,housekeeping`, or one worker per queue (Makefile, docker-compose.yml).
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {
+    name: {"queue": "housekeeping"}
+    for name in ("generations.tasks.generations_sweep_stale", "generations.tasks.provider_outcomes_prune",
+                 "assets.tasks.assets_purge_trash_task", "assets.tasks.assets_files_delete")
+}
 
 # --- Storage: local files under var/media unless S3 is configured -----------------------------------
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))

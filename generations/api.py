@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from config.pagination import CursorPagination
 from generations.credentials import availability_for
 from generations.models import AIModel, Generation, Operation, Status
-from generations.selectors import generation_get_for_user, generation_list_for_user, model_get, model_list
+from generations.selectors import generation_get_for_user, generation_page_for_user, model_get, model_list
 from generations.services import generation_cancel, generation_create, generation_estimate
 from projects.filters import ProjectScopedFilterSet, filter_or_400
 
@@ -105,11 +105,23 @@ class EstimateResultSerializer(serializers.Serializer):
     available = serializers.IntegerField()
 
 
+class GenerationCreditsSerializer(serializers.Serializer):
+    estimated = serializers.IntegerField()
+    held = serializers.IntegerField(help_text="Credits on hold for this job now: 0 once it has finished "
+                                              "(the hold is settled or released).")
+    charged = serializers.IntegerField()
+
+
 class GenerationSerializer(serializers.ModelSerializer):
     model = serializers.CharField(source="model_id")
     project = serializers.UUIDField(source="project_id")
     outputs = serializers.SerializerMethodField()
     credits = serializers.SerializerMethodField()
+    queue_position = serializers.IntegerField(
+        source="queue_place", allow_null=True, read_only=True,
+        help_text="While queued: how many queued jobs the studio's workers take up before this one (0: it "
+                  "is next; an estimate, as jobs waiting to retry count too). While running: the provider's "
+                  "queue position, when it reports one. Otherwise null.")
 
     class Meta:
         model = Generation
@@ -124,8 +136,12 @@ class GenerationSerializer(serializers.ModelSerializer):
     def get_outputs(self, obj: Generation) -> list[str]:
         return [str(asset.pk) for asset in obj.outputs.all()]
 
+    @extend_schema_field(GenerationCreditsSerializer)
     def get_credits(self, obj: Generation) -> dict[str, int]:
-        return {"estimated": obj.credits_estimated, "held": obj.credits_held, "charged": obj.credits_charged}
+        # The row keeps the amount that was held (the charge is capped by it, and budgets release it);
+        # what is on hold now is nothing once the job has ended.
+        held = obj.credits_held if obj.is_active else 0
+        return {"estimated": obj.credits_estimated, "held": held, "charged": obj.credits_charged}
 
 
 class GenerationListSerializer(GenerationSerializer):
@@ -153,8 +169,7 @@ class GenerationViewSet(viewsets.ViewSet):
         responses=GenerationListSerializer(many=True),
     )
     def list(self, request: Request) -> Response:
-        qs = filter_or_400(GenerationFilter, request, generation_list_for_user(request.user)
-                           .select_related("model").prefetch_related("outputs"))
+        qs = filter_or_400(GenerationFilter, request, generation_page_for_user(request.user))
         paginator = CursorPagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(GenerationListSerializer(page, many=True).data)

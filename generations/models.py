@@ -147,7 +147,10 @@ class Generation(models.Model):
     # while the job runs, or the month turns.
     budget_usage_ids = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)  # the first attempt's start, as users see it
+    # This attempt's claim: the model's timeout runs from here, so a job re-queued after its worker died
+    # (or a transient error) gets its whole timeout again rather than the first attempt's leftovers.
+    attempt_started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -165,6 +168,8 @@ class Generation(models.Model):
             models.Index(fields=["project", "-created_at"], name="gen_project_recent"),
             # generations_sweep_stale(): running jobs whose heartbeat stopped.
             models.Index(fields=["status", "heartbeat_at"], name="gen_status_heartbeat"),
+            # selectors.with_queue_place(): how many queued jobs were created before this one.
+            models.Index(fields=["status", "created_at"], name="gen_status_created"),
             # provider_webhook(): the job a provider's callback is about.
             models.Index(fields=["provider", "provider_request_id"], name="gen_provider_request"),
         ]
@@ -179,6 +184,15 @@ class Generation(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def queue_place(self) -> int | None:
+        """Where the job waits, as shown: a queued job's place in the studio's own queue (jobs ahead
+        of it; selectors.with_queue_place annotates it), a running job's place in its provider's queue
+        while the provider reports one, else None."""
+        if self.status == Status.QUEUED:
+            return getattr(self, "queued_ahead", None)
+        return self.queue_position if self.status == Status.RUNNING else None
 
 
 class ProviderOutcome(models.Model):

@@ -230,10 +230,39 @@ def _provider_inputs(generation: Generation) -> dict[str, Any]:
 
 
 def _claim(generation_id: Any) -> bool:
+    """queued → running for one worker. `started_at` stays the first attempt's (users see it);
+    `attempt_started_at` is this attempt's, and the model's timeout runs from it. A queued job whose
+    cancel was requested while it ran (then its worker died or it was re-queued to retry) is not
+    claimed: it is canceled here and its hold released, rather than left queued for the sweep."""
     now = timezone.now()
-    return bool(Generation.objects.filter(pk=generation_id, status=Status.QUEUED, cancel_requested=False).update(
-        status=Status.RUNNING, started_at=Coalesce(F("started_at"), now), heartbeat_at=now,
-        attempts=F("attempts") + 1, queue_position=None))
+    if Generation.objects.filter(pk=generation_id, status=Status.QUEUED, cancel_requested=False).update(
+            status=Status.RUNNING, started_at=Coalesce(F("started_at"), now), attempt_started_at=now,
+            heartbeat_at=now, attempts=F("attempts") + 1, queue_position=None):
+        return True
+    _cancel_unattended(generation_id, status=Status.QUEUED)
+    return False
+
+
+def _cancel_unattended(generation_id: Any, *, status: str, heartbeat_at: Any = None) -> bool:
+    """Cancel a job whose cancel was requested but that no worker is running (queued, or running on a
+    worker that died): no runner would ever see the request. Guarded by status (and, for a running
+    job, by the stale heartbeat the sweep saw), so a live worker or a concurrent cancel wins instead.
+    Releases the hold and the budgets' share; nothing is charged."""
+    guard: dict[str, Any] = {"pk": generation_id, "status": status, "cancel_requested": True}
+    if status == Status.RUNNING:
+        guard["heartbeat_at"] = heartbeat_at
+    with transaction.atomic():
+        generation = Generation.objects.select_for_update().filter(**guard).first()
+        if generation is None:
+            return False
+        Generation.objects.filter(pk=generation.pk).update(status=Status.CANCELED, finished_at=timezone.now(),
+                                                           queue_position=None, awaiting_webhook=False)
+        hold_release(reference=generation.hold_reference)
+        budget_release(generation=generation)
+    where = "before a worker took it up again" if status == Status.QUEUED else "after its worker stopped responding"
+    _append_log(generation_id, f"Canceled as requested, {where}. Nothing was charged; the hold was released.")
+    logger.info("generation %s canceled %s", generation_id, where)
+    return True
 
 
 def _finish_without_charge(generation: Generation, *, status: str, code: str = "", message: str = "",
@@ -367,7 +396,10 @@ def _execute(generation: Generation, *, resuming: bool) -> None:
         return
     if not resuming:
         run.log(f"Started on {provider.name} (attempt {generation.attempts}).")
-    deadline = (generation.started_at or timezone.now()) + timedelta(seconds=generation.model.timeout_seconds)
+    # Per attempt: a job re-queued after its worker died has its whole timeout again (a parked webhook
+    # job resumes within the attempt that submitted it).
+    deadline = ((generation.attempt_started_at or generation.started_at or timezone.now())
+                + timedelta(seconds=generation.model.timeout_seconds))
     webhook_url = None if resuming else _webhook_url(provider)
 
     def submit() -> ProviderJob:
@@ -604,9 +636,11 @@ def _succeed(run: _Run, status: ProviderStatus, prepared: list[tuple[Any, Any, i
 def generations_sweep_stale(now: Any = None) -> dict[str, int]:
     """Find jobs whose worker died: running with no heartbeat for STALE_RUNNING_AFTER are re-queued
     (or failed and refunded once out of attempts); queued jobs not picked up for STALE_QUEUED_AFTER
-    are dispatched again (a lost broker message). Claims make a duplicate dispatch harmless."""
+    are dispatched again (a lost broker message). Claims make a duplicate dispatch harmless. A job
+    whose cancel was requested is never re-queued or re-dispatched (the claim would skip it forever):
+    it is canceled and its hold released."""
     now = now or timezone.now()
-    counts = {"requeued": 0, "failed": 0, "redispatched": 0}
+    counts = {"requeued": 0, "failed": 0, "redispatched": 0, "canceled": 0}
     stale = now - settings.STALE_RUNNING_AFTER
     counts["resumed"] = 0
     parked = Generation.objects.filter(status=Status.RUNNING, awaiting_webhook=True, heartbeat_at__lt=stale)
@@ -615,14 +649,19 @@ def generations_sweep_stale(now: Any = None) -> dict[str, int]:
         _dispatch_resume(str(gid))
         counts["resumed"] += 1
     stale_running = Generation.objects.filter(status=Status.RUNNING, awaiting_webhook=False, heartbeat_at__lt=stale)
-    for generation in stale_running.only("id", "attempts", "heartbeat_at"):
+    for generation in stale_running.only("id", "attempts", "heartbeat_at", "cancel_requested"):
+        if generation.cancel_requested:
+            # The user asked to cancel and the worker that would have seen it is gone.
+            if _cancel_unattended(generation.pk, status=Status.RUNNING, heartbeat_at=generation.heartbeat_at):
+                counts["canceled"] += 1
+            continue
         if generation.attempts >= settings.GENERATION_MAX_ATTEMPTS:
             if _finish_without_charge(generation, status=Status.FAILED, code="worker_lost",
                                       message="The worker running this job stopped responding."):
                 counts["failed"] += 1
             continue
         with transaction.atomic():
-            moved = Generation.objects.filter(pk=generation.pk, status=Status.RUNNING,
+            moved = Generation.objects.filter(pk=generation.pk, status=Status.RUNNING, cancel_requested=False,
                                               heartbeat_at=generation.heartbeat_at).update(
                 status=Status.QUEUED, heartbeat_at=now)
             if moved:
@@ -631,10 +670,15 @@ def generations_sweep_stale(now: Any = None) -> dict[str, int]:
         if moved:
             counts["requeued"] += 1
             _append_log(generation.pk, "The worker stopped responding; the job was queued again.")
+    # No worker claims a queued job with a cancel request, so there is no race to wait out.
+    for gid in Generation.objects.filter(status=Status.QUEUED, cancel_requested=True).values_list("id", flat=True):
+        if _cancel_unattended(gid, status=Status.QUEUED):
+            counts["canceled"] += 1
     stale_queued = Generation.objects.filter(Q(heartbeat_at__lt=now - settings.STALE_QUEUED_AFTER)
-                                             | Q(heartbeat_at__isnull=True), status=Status.QUEUED)
+                                             | Q(heartbeat_at__isnull=True), status=Status.QUEUED,
+                                             cancel_requested=False)
     for gid in stale_queued.values_list("id", flat=True):
-        if Generation.objects.filter(pk=gid, status=Status.QUEUED).update(heartbeat_at=now):
+        if Generation.objects.filter(pk=gid, status=Status.QUEUED, cancel_requested=False).update(heartbeat_at=now):
             _dispatch(str(gid))
             counts["redispatched"] += 1
     return counts

@@ -1,0 +1,200 @@
+"""Jobs whose worker died: each retry gets its whole timeout, a cancel made meanwhile is honoured,
+and the sweep that recovers them runs on its own queue."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+from PIL import Image
+
+from assets import tasks as asset_tasks
+from billing.budgets import budget_set
+from billing.models import BudgetUsage, Hold
+from billing.services import credits_summary
+from generations import services
+from generations import tasks as generation_tasks
+from generations.models import Generation, Status
+from generations.providers.base import Output, ProviderJob, ProviderStatus
+from generations.services import generation_cancel, generation_create, generation_run, generations_sweep_stale
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def fast_polling(settings: Any) -> None:
+    settings.GENERATION_POLL_INTERVAL = 0.01
+
+
+@pytest.fixture
+def dispatched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    sent: list[str] = []
+    monkeypatch.setattr(services, "_dispatch", lambda gid, countdown=None: sent.append(gid))
+    return sent
+
+
+def submit(owner: Any, project: Any) -> Generation:
+    return generation_create(user=owner, project_id=project.pk, model_id="local/sketch",
+                             inputs={"prompt": "a lighthouse", "width": 256, "height": 256, "steps": 2})
+
+
+def png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), "red").save(buf, "PNG")
+    return buf.getvalue()
+
+
+class SlowThenDone:
+    """Reports `running` once, then `succeeded`: the runner checks its deadline between the two polls.
+    Once asked to cancel, it reports `canceled` (the runner polls a stopped job to its end)."""
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self.polls = 0
+        self.canceled = False
+
+    def submit(self, model: Any, inputs: Any, *, credentials: Any, webhook_url: Any = None) -> ProviderJob:
+        return ProviderJob(provider="local", request_id="req-1")
+
+    def poll(self, job: ProviderJob) -> ProviderStatus:
+        self.polls += 1
+        if self.canceled:
+            return ProviderStatus(state="canceled")
+        if self.polls == 1:
+            return ProviderStatus(state="running", progress=50)
+        return ProviderStatus(state="succeeded", outputs=[Output(kind="image", mime="image/png", data=png())])
+
+    def cancel(self, job: ProviderJob) -> bool:
+        self.canceled = True
+        return True
+
+
+def _worker_died(generation: Generation, settings: Any, *, started: Any = None) -> None:
+    """What a SIGKILLed worker leaves behind: the row running, its heartbeat stopped long ago."""
+    long_ago = timezone.now() - settings.STALE_RUNNING_AFTER * 2
+    changes: dict[str, Any] = {"heartbeat_at": long_ago}
+    if started is not None:
+        changes.update(started_at=started, attempt_started_at=started)
+    Generation.objects.filter(pk=generation.pk).update(**changes)
+
+
+# --- the deadline runs per attempt ------------------------------------------------------------------------
+
+def test_a_job_requeued_after_its_worker_died_gets_its_whole_timeout_again(
+        owner: Any, project: Any, catalog: None, settings: Any, dispatched: list[str],
+        monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any) -> None:
+    provider = SlowThenDone()
+    monkeypatch.setattr(services, "get_provider", lambda name: provider)
+    generation = submit(owner, project)
+    assert services._claim(generation.pk)
+    # The first attempt started longer ago than the model's whole timeout (120 s), then its worker died.
+    first_start = timezone.now() - timedelta(seconds=generation.model.timeout_seconds + 60)
+    _worker_died(generation, settings, started=first_start)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert generations_sweep_stale()["requeued"] == 1
+    assert dispatched == [str(generation.pk)]
+    generation_run(generation.pk)
+    generation.refresh_from_db()
+    assert (generation.status, generation.error_code) == (Status.SUCCEEDED, ""), generation.error_message
+    assert generation.attempts == 2 and not provider.canceled
+    assert generation.started_at == first_start  # users still see when the job first started
+    assert generation.attempt_started_at > first_start + timedelta(seconds=generation.model.timeout_seconds)
+    assert credits_summary(user=owner).as_dict() == {"balance": 499, "held": 0, "available": 499}
+
+
+def test_an_attempt_that_outlives_its_own_timeout_still_fails_with_timeout(
+        owner: Any, project: Any, catalog: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    provider = SlowThenDone()
+    monkeypatch.setattr(services, "get_provider", lambda name: provider)
+    generation = submit(owner, project)
+    assert services._claim(generation.pk)
+    # A parked webhook job resumed past its attempt's deadline: the resume keeps the attempt's clock.
+    past = timezone.now() - timedelta(seconds=generation.model.timeout_seconds + 1)
+    Generation.objects.filter(pk=generation.pk).update(attempt_started_at=past, awaiting_webhook=True,
+                                                       provider_request_id="req-1")
+    services.generation_resume(generation.pk)
+    generation.refresh_from_db()
+    assert (generation.status, generation.error_code) == (Status.FAILED, "timeout")
+    assert provider.canceled and credits_summary(user=owner).held == 0
+
+
+# --- a cancel made while the worker was dead --------------------------------------------------------------
+
+def test_the_sweep_cancels_a_running_job_whose_worker_died_after_the_user_asked_to_cancel(
+        owner: Any, project: Any, catalog: None, settings: Any, dispatched: list[str],
+        django_capture_on_commit_callbacks: Any) -> None:
+    budget = budget_set(project=project, limit_credits=100)
+    generation = submit(owner, project)
+    assert services._claim(generation.pk)
+    generation_cancel(user=owner, generation_id=generation.pk)  # running: only sets cancel_requested
+    assert BudgetUsage.objects.get(budget=budget).held == 1
+    _worker_died(generation, settings)
+    with django_capture_on_commit_callbacks(execute=True):
+        counts = generations_sweep_stale()
+    assert (counts["canceled"], counts["requeued"]) == (1, 0) and dispatched == []
+    generation.refresh_from_db()
+    assert generation.status == Status.CANCELED and generation.finished_at is not None
+    assert credits_summary(user=owner).as_dict() == {"balance": 500, "held": 0, "available": 500}
+    assert Hold.objects.get(reference=generation.hold_reference).status == "released"
+    assert BudgetUsage.objects.get(budget=budget).held == 0
+    assert "Canceled as requested" in generation.logs[-1]["message"]
+    assert generations_sweep_stale()["canceled"] == 0  # once
+
+
+def test_the_sweep_cancels_a_queued_job_with_a_cancel_request_instead_of_dispatching_it_again(
+        owner: Any, project: Any, catalog: None, settings: Any, dispatched: list[str]) -> None:
+    generation = submit(owner, project)
+    # Left by the old sweep (or a retry's re-queue): queued, cancel requested, nobody will claim it.
+    Generation.objects.filter(pk=generation.pk).update(
+        cancel_requested=True, heartbeat_at=timezone.now() - settings.STALE_QUEUED_AFTER * 2)
+    counts = generations_sweep_stale()
+    assert (counts["canceled"], counts["redispatched"]) == (1, 0) and dispatched == []
+    generation.refresh_from_db()
+    assert generation.status == Status.CANCELED
+    assert credits_summary(user=owner).as_dict() == {"balance": 500, "held": 0, "available": 500}
+
+
+def test_a_delivered_task_for_a_queued_job_with_a_cancel_request_cancels_it(
+        owner: Any, project: Any, catalog: None) -> None:
+    generation = submit(owner, project)
+    Generation.objects.filter(pk=generation.pk).update(cancel_requested=True)
+    generation_run(generation.pk)
+    generation.refresh_from_db()
+    assert generation.status == Status.CANCELED and generation.attempts == 0
+    assert credits_summary(user=owner).as_dict() == {"balance": 500, "held": 0, "available": 500}
+
+
+def test_a_stale_job_whose_worker_comes_back_is_not_canceled_under_it(
+        owner: Any, project: Any, catalog: None, settings: Any) -> None:
+    generation = submit(owner, project)
+    assert services._claim(generation.pk)
+    Generation.objects.filter(pk=generation.pk).update(cancel_requested=True)
+    stale_seen = timezone.now() - settings.STALE_RUNNING_AFTER * 2
+    Generation.objects.filter(pk=generation.pk).update(heartbeat_at=stale_seen)
+    # The sweep read the stale heartbeat, then the worker beat again before the sweep's update.
+    Generation.objects.filter(pk=generation.pk).update(heartbeat_at=timezone.now())
+    assert not services._cancel_unattended(generation.pk, status=Status.RUNNING, heartbeat_at=stale_seen)
+    generation.refresh_from_db()
+    assert generation.status == Status.RUNNING and credits_summary(user=owner).held == 1
+
+
+# --- the sweep's own queue --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("task", "queue"), [
+    (generation_tasks.generations_sweep_stale, "housekeeping"),
+    (generation_tasks.provider_outcomes_prune, "housekeeping"),
+    (asset_tasks.assets_purge_trash_task, "housekeeping"),
+    (asset_tasks.assets_files_delete, "housekeeping"),
+    (generation_tasks.generation_run_task, "celery"),
+    (generation_tasks.generation_resume_task, "celery"),
+    (asset_tasks.asset_preview_make, "celery"),
+])
+def test_housekeeping_runs_on_its_own_queue_and_generations_on_the_default_one(task: Any, queue: str) -> None:
+    from config.celery import app
+
+    # By the task's real name, so a renamed task cannot silently drop back to the default queue.
+    assert app.amqp.router.route({}, task.name)["queue"].name == queue
