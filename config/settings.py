@@ -47,6 +47,9 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# The name emails and pages call the studio by; with SITE_URL's host it is written into the Site row
+# (django.contrib.sites, which allauth's emails read) at every migrate (accounts/apps.py).
+SITE_NAME = os.environ.get("SITE_NAME", "Studio")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
