@@ -6,10 +6,13 @@ adapter side is what the worker does for one job: `submit()` (input checks, the 
 on a background thread) and `poll()` until the result is terminal, without the pipeline's database
 work or its poll sleep (polls are 0.5 ms apart). The direct side is one SDK call. The ratio is
 adapter ÷ direct, at the median.
+
+    .venv/bin/python bench/adapters.py [--n 200] [--warmup 20]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import sys
@@ -20,8 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ.setdefault("STUDIO_VAR_DIR", str(ROOT / "var" / "bench" / "adapters"))
+
+from bench.paths import bench_var_dir  # noqa: E402
+
+os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+os.environ["STUDIO_VAR_DIR"] = str(bench_var_dir("adapters"))
 
 
 def _time(fn: Callable[[], object], n: int) -> list[float]:
@@ -43,7 +49,7 @@ def _drive(provider, model, inputs) -> None:  # type: ignore[no-untyped-def]
         time.sleep(0.0005)
 
 
-def bench_openai(n: int) -> tuple[str, list[float], list[float]]:
+def bench_openai(n: int, warmup: int) -> tuple[str, list[float], list[float]]:
     import openai
     from django.conf import settings
 
@@ -67,13 +73,13 @@ def bench_openai(n: int) -> tuple[str, list[float], list[float]]:
         def adapter() -> None:
             _drive(provider, model, {"prompt": "hi"})
 
-        for _ in range(20):  # warm-up: imports, connections
+        for _ in range(warmup):  # warm-up: imports, connections
             direct()
             adapter()
         return "openai chat", _time(direct, n), _time(adapter, n)
 
 
-def bench_replicate(n: int) -> tuple[str, list[float], list[float]]:
+def bench_replicate(n: int, warmup: int) -> tuple[str, list[float], list[float]]:
     import tempfile
 
     import httpx
@@ -108,7 +114,7 @@ def bench_replicate(n: int) -> tuple[str, list[float], list[float]]:
         def adapter() -> None:
             _drive(provider, model, {"prompt": "hi"})
 
-        for _ in range(20):
+        for _ in range(warmup):
             direct()
             adapter()
         return "replicate prediction", _time(direct, n), _time(adapter, n)
@@ -126,13 +132,19 @@ def main() -> None:
 
     import django
 
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=int(os.environ.get("BENCH_ADAPTER_N", "200")),
+                        help="timed calls per side (env BENCH_ADAPTER_N; default 200; at least 2, for a p95)")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed calls per side first")
+    args = parser.parse_args()
+    if args.n < 2 or args.warmup < 0:
+        parser.error("--n must be at least 2 and --warmup at least 0")
     django.setup()
     for noisy in ("httpx", "httpx2", "httpcore"):  # a line per request would drown the table
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    n = int(os.environ.get("BENCH_ADAPTER_N", "200"))
-    print(f"\nadapter layer overhead per call (n={n}, loopback fakes)")
+    print(f"\nadapter layer overhead per call (n={args.n}, loopback fakes)")
     for bench in (bench_openai, bench_replicate):
-        name, direct, adapter = bench(n)
+        name, direct, adapter = bench(args.n, args.warmup)
         print(report(name, direct, adapter))
 
 

@@ -17,7 +17,8 @@ the 100 MB archive is also written to a temp file and opened with zipfile, every
 1 GB archive its central directory is read from the last bytes of the stream (kept as they pass) and
 every entry checked against the assets. The 100 MB check is a second, untimed pass.
 
-Everything lives in a temporary STUDIO_VAR_DIR (SQLite database, media), removed afterwards.
+Everything lives in a temporary STUDIO_VAR_DIR (SQLite database, media) under var/bench/ (or
+$BENCH_VAR_DIR), removed afterwards. The suite's smoke test runs it with `--small-mb 1 --large-mb 2`.
 
     .venv/bin/python bench/export.py [--small-mb 100] [--large-mb 1024] [--keep]
 
@@ -44,6 +45,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.paths import bench_var_dir  # noqa: E402
 
 # Anything that would point this run at a real database, cache, broker or bucket.
 FOREIGN_ENV = ("DATABASE_URL", "REDIS_URL", "MEDIA_ROOT", "BROKER_DIR", "CELERY_BROKER_URL",
@@ -255,7 +258,10 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary STUDIO_VAR_DIR")
     args = parser.parse_args()
 
-    var_dir = Path(tempfile.mkdtemp(prefix="studio-export-bench-"))
+    if min(args.small_mb, args.large_mb) < 1:
+        parser.error("--small-mb and --large-mb must be at least 1")
+    bench_var_dir().mkdir(parents=True, exist_ok=True)
+    var_dir = Path(tempfile.mkdtemp(prefix="export-", dir=bench_var_dir()))
     for name in FOREIGN_ENV:
         os.environ.pop(name, None)
     os.environ.update({"STUDIO_VAR_DIR": str(var_dir), "DJANGO_SETTINGS_MODULE": "config.settings",

@@ -25,10 +25,13 @@ number of queries an API page runs at depth 1 and 1,000, and EXPLAIN for the mai
 
 Flavours: `postgres` (the default; a database of its own, `studio_gallery_bench`, created and dropped on
 the server named by DATABASE_URL, default postgres://postgres@127.0.0.1:5432; without a reachable
-server it says so and exits 0) and `sqlite` (`--sqlite`, a file under var/bench/gallery/). Django's
-settings are fixed at import, so the script re-runs itself once per flavour (`--flavour`).
+server it says so and exits 0) and `sqlite` (`--sqlite`, a file under var/bench/gallery/, or
+$BENCH_VAR_DIR/gallery/). Django's settings are fixed at import, so the script re-runs itself once per
+flavour (`--flavour`). The measured user is on the bench's unlimited plan (bench/plans.py): the API
+part alone makes thousands of calls a minute. The suite's smoke test runs it with a few hundred assets
+and `--depth 3`, on a database named after the test database (`--db-name`, which must contain "bench").
 
-    .venv/bin/python bench/gallery.py [--n 100000] [--others 50000] [--repeat 40] [--sqlite | --sqlite-only] [--keep]
+    .venv/bin/python bench/gallery.py [--n 100000] [--others 50000] [--repeat 40] [--sqlite | --sqlite-only] [--db-name NAME] [--keep]
 """
 
 from __future__ import annotations
@@ -51,7 +54,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH_DIR = ROOT / "var" / "bench" / "gallery"
 BENCH_DB_NAME = "studio_gallery_bench"
 PAGE_SIZE = 50
 DEPTH = 1000
@@ -62,7 +64,10 @@ TIES = 5  # assets per shared created_at, as a bulk import writes them
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.scratch_db import database_recreate, reachable, server_url, with_db_name  # noqa: E402
+from bench.paths import bench_var_dir  # noqa: E402
+from bench.scratch_db import database_recreate, reachable, scratch_name_check, server_url, with_db_name  # noqa: E402
+
+BENCH_DIR = bench_var_dir("gallery")
 
 # A prompt vocabulary drawn with Zipf-like weights: a few words are everywhere, most are rare.
 VOCAB = """portrait landscape cinematic lighting neon city night rain street reflection golden hour sunset
@@ -105,9 +110,14 @@ def main() -> int:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--sqlite", action="store_true", help="also run on SQLite")
     group.add_argument("--sqlite-only", action="store_true")
-    parser.add_argument("--keep", action="store_true", help=f"keep the {BENCH_DB_NAME} database afterwards")
+    parser.add_argument("--db-name", default=BENCH_DB_NAME,
+                        help=f"the scratch PostgreSQL database, dropped and created (default {BENCH_DB_NAME})")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch PostgreSQL database afterwards")
     parser.add_argument("--flavour", choices=["postgres", "sqlite"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    scratch_name_check(args.db_name)
+    if args.n < 1 or args.others < 0 or args.repeat < 1 or args.depth < 2:
+        parser.error("--n and --repeat must be at least 1, --others at least 0, --depth at least 2")
     if args.flavour:
         return run_flavour(args)
 
@@ -115,27 +125,29 @@ def main() -> int:
     status = 0
     for flavour in flavours:
         command = [sys.executable, __file__, "--flavour", flavour, "--n", str(args.n), "--others", str(args.others),
-                   "--repeat", str(args.repeat), "--depth", str(args.depth)] + (["--keep"] if args.keep else [])
+                   "--repeat", str(args.repeat), "--depth", str(args.depth), "--db-name", args.db_name]
+        command += ["--keep"] if args.keep else []
         status = max(status, subprocess.run(command, cwd=ROOT).returncode)
     return status
 
 
 # --- the child: one database, populated, measured ---------------------------------------------------
 
-def _configure_django(flavour: str) -> None:
+def _configure_django(flavour: str, db_name: str) -> None:
     var = BENCH_DIR / flavour
     shutil.rmtree(var, ignore_errors=True)
     var.mkdir(parents=True)
     for name in ("REDIS_URL", "CELERY_BROKER_URL", "MEDIA_ROOT", "DB_CONN_MAX_AGE"):
         os.environ.pop(name, None)  # no Redis needed: see the cache below
     if flavour == "postgres":
-        os.environ["DATABASE_URL"] = with_db_name(server_url(), BENCH_DB_NAME)
+        os.environ["DATABASE_URL"] = with_db_name(server_url(), db_name)
     else:
         os.environ.pop("DATABASE_URL", None)
     os.environ.update({
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "STUDIO_VAR_DIR": str(var),
         "DEBUG": "0",  # as in production: with DEBUG on, Django keeps every query in memory
+        "SECURE_SSL_REDIRECT": "0",  # the test client speaks plain HTTP
         "SECRET_KEY": "bench-only-not-a-secret",
         "KEY_ENCRYPTION_KEYS": "bench:" + base64.b64encode(b"g" * 32).decode(),
         "ALLOWED_HOSTS": "testserver",
@@ -157,9 +169,9 @@ def run_flavour(args: argparse.Namespace) -> int:
             host = urllib.parse.urlsplit(server_url()).hostname
             print(f"Gallery bench (PostgreSQL) skipped: PostgreSQL at {host} is not reachable.")
             return 0
-        database_recreate(admin_url, BENCH_DB_NAME)
+        database_recreate(admin_url, args.db_name)
     try:
-        _configure_django(args.flavour)
+        _configure_django(args.flavour, args.db_name)
         from django.core.management import call_command
         from django.db import connections
 
@@ -173,7 +185,7 @@ def run_flavour(args: argparse.Namespace) -> int:
         connections.close_all()
     finally:
         if args.flavour == "postgres" and not args.keep:
-            database_recreate(admin_url, BENCH_DB_NAME, drop_only=True)
+            database_recreate(admin_url, args.db_name, drop_only=True)
     return status
 
 
@@ -194,7 +206,7 @@ def populate(n: int, others: int, seed: int = 5) -> tuple[Any, str]:
     from accounts.models import User
     from accounts.services import api_token_create
     from assets.models import Asset, Tag
-    from billing.models import Plan, UserPlan
+    from bench.plans import bench_plan_assign
     from projects.models import Project
 
     rng = random.Random(seed)
@@ -203,8 +215,7 @@ def populate(n: int, others: int, seed: int = 5) -> tuple[Any, str]:
     users = [owner] + [User.objects.create_user(email=f"gallery-other-{i}@example.com", password=None)
                        for i in range(OTHER_USERS)]
     # API calls are rate limited per plan; the bench makes thousands in a minute.
-    plan = Plan.objects.create(code="bench-gallery", name="Bench", api_calls_per_minute=2_000_000_000)
-    UserPlan.objects.create(user=owner, plan=plan)
+    bench_plan_assign(user=owner)
     _, token = api_token_create(user=owner, name="bench")
     projects = {u.pk: [Project.objects.create(owner=u, name=f"Project {i}") for i in range(5 if u == owner else 1)]
                 for u in users}

@@ -17,11 +17,12 @@ Workers are processes by default (forked after setup), as web and Celery workers
 process share the GIL, so with `--mode threads` the ORM's Python work, not the database's row locks,
 sets the pace, and the two shapes come out nearly the same.
 
-The bench creates and drops its own database, `studio_ledger_bench`, on the server named by DATABASE_URL
-(default postgres://postgres@127.0.0.1:5432); it never touches another database. Without a reachable
-PostgreSQL it says so and exits 0.
+The bench creates and drops its own database, `studio_ledger_bench` (`--db-name`, which must contain
+"bench"), on the server named by DATABASE_URL (default postgres://postgres@127.0.0.1:5432); it never
+touches another database. Without a reachable PostgreSQL it says so and exits 0. The suite's smoke test
+runs it with `--workers 2 --seconds 0.2` and a database named after the test database.
 
-    .venv/bin/python bench/ledger.py [--workers 8] [--mode processes|threads] [--seconds 3] [--keep]
+    .venv/bin/python bench/ledger.py [--workers 8] [--mode processes|threads] [--seconds 3] [--db-name NAME] [--keep]
 """
 
 from __future__ import annotations
@@ -48,14 +49,15 @@ STARTING_CREDITS = 10**12  # holds never run out during a run
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.scratch_db import database_recreate, reachable, server_url, with_db_name  # noqa: E402
+from bench.paths import bench_var_dir  # noqa: E402
+from bench.scratch_db import database_recreate, reachable, scratch_name_check, server_url, with_db_name  # noqa: E402
 
 
 def _configure_django(database_url: str) -> None:
     os.environ.update({
         "DATABASE_URL": database_url,
         "DJANGO_SETTINGS_MODULE": "config.settings",
-        "STUDIO_VAR_DIR": str(ROOT / "var" / "bench" / "ledger"),
+        "STUDIO_VAR_DIR": str(bench_var_dir("ledger")),
         # DEBUG off, as in production: with it on, Django keeps every query in memory.
         "DEBUG": "0",
         "SECRET_KEY": "bench-only-not-a-secret",
@@ -184,8 +186,13 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--mode", choices=["processes", "threads"], default="processes")
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--keep", action="store_true", help=f"keep the {BENCH_DB_NAME} database afterwards")
+    parser.add_argument("--db-name", default=BENCH_DB_NAME,
+                        help=f"the scratch database, dropped and created (default {BENCH_DB_NAME})")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database afterwards")
     args = parser.parse_args()
+    if args.workers < 1 or args.seconds <= 0:
+        parser.error("--workers must be at least 1 and --seconds more than 0")
+    db_name = scratch_name_check(args.db_name)
 
     server = server_url()
     admin_url = with_db_name(server, "postgres")
@@ -193,9 +200,9 @@ def main() -> int:
         host = urllib.parse.urlsplit(server).hostname
         print(f"Ledger bench skipped: PostgreSQL at {host} is not reachable (it measures PostgreSQL row locks).")
         return 0
-    database_recreate(admin_url, BENCH_DB_NAME)
+    database_recreate(admin_url, db_name)
     try:
-        _configure_django(with_db_name(server, BENCH_DB_NAME))
+        _configure_django(with_db_name(server, db_name))
         from django.core.management import call_command
         from django.db import connections
 
@@ -204,7 +211,7 @@ def main() -> int:
         connections.close_all()
     finally:
         if not args.keep:
-            database_recreate(admin_url, BENCH_DB_NAME, drop_only=True)
+            database_recreate(admin_url, db_name, drop_only=True)
     return status
 
 

@@ -23,7 +23,10 @@ child of a process that has Django set up, as a worker has; the child's peak RSS
 forked: the memory the library and the previews took. Each case runs `--repeat` times; the table shows
 the median rate and the highest peak.
 
-    .venv/bin/python bench/previews.py [--n 10] [--repeat 3] [--fresh] [--vips-concurrency N]
+    .venv/bin/python bench/previews.py [--n 10] [--repeat 3] [--size 4000x3000] [--fresh] [--vips-concurrency N]
+
+`--size` makes smaller images (the suite's smoke test uses 640x480, one image, one run): a check that
+every case runs, not a measurement of 12-megapixel photos.
 """
 
 from __future__ import annotations
@@ -43,12 +46,15 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH_DIR = ROOT / "var" / "bench" / "previews"
-WIDTH, HEIGHT, QUALITY = 4000, 3000, 90
+WIDTH, HEIGHT, QUALITY = 4000, 3000, 90  # the default size; --size changes it
 IMAGE_VERSION = 1  # bump when the generator changes, so old files are not reused
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.paths import bench_var_dir  # noqa: E402
+
+BENCH_DIR = bench_var_dir("previews")
 
 
 def _configure_django() -> None:
@@ -104,47 +110,48 @@ def _in_child(target: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], int
 
 # --- the images -------------------------------------------------------------------------------------------
 
-def _smooth(rng: Any, cells: int, bands: int) -> Any:
+def _smooth(rng: Any, cells: int, bands: int, width: int, height: int) -> Any:
     import numpy as np
     import pyvips
 
-    rows = max(2, cells * HEIGHT // WIDTH)
+    rows = max(2, cells * height // width)
     grid = rng.standard_normal((rows + 3, cells + 3, bands)).astype(np.float32)
-    up = pyvips.Image.new_from_array(grid).resize(WIDTH / cells, vscale=HEIGHT / rows, kernel="cubic")
-    return up.crop(0, 0, WIDTH, HEIGHT).numpy().reshape(HEIGHT, WIDTH, bands)
+    up = pyvips.Image.new_from_array(grid).resize(width / cells, vscale=height / rows, kernel="cubic")
+    return up.crop(0, 0, width, height).numpy().reshape(height, width, bands)
 
 
-def _make_photo(path: Path, seed: int) -> None:
+def _make_photo(path: Path, seed: int, width: int, height: int) -> None:
     import numpy as np
     import pyvips
 
     rng = np.random.default_rng(seed)
-    y = np.linspace(0, 1, HEIGHT, dtype=np.float32)[:, None, None]
-    x = np.linspace(0, 1, WIDTH, dtype=np.float32)[None, :, None]
+    y = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
+    x = np.linspace(0, 1, width, dtype=np.float32)[None, :, None]
     top, bottom = rng.uniform(90, 210, 3).astype(np.float32), rng.uniform(20, 120, 3).astype(np.float32)
-    img = np.broadcast_to(top * (1 - y) + bottom * y + 40 * (x - 0.5) * rng.uniform(-1, 1), (HEIGHT, WIDTH, 3)).copy()
+    img = np.broadcast_to(top * (1 - y) + bottom * y + 40 * (x - 0.5) * rng.uniform(-1, 1), (height, width, 3)).copy()
     for cells, amp in ((5, 40), (20, 26), (80, 16), (320, 10), (1000, 6)):
-        img += amp * _smooth(rng, cells, 1)  # light and shade, the same in every channel
-        img += (amp * 0.3) * _smooth(rng, cells, 3)  # and some colour
-    img[_smooth(rng, 10, 1)[:, :, 0] > 0.6] *= 0.45  # shapes with hard edges, like things against a sky
-    img += rng.normal(0, 2.5, (HEIGHT, WIDTH, 1)).astype(np.float32)  # sensor grain
+        img += amp * _smooth(rng, cells, 1, width, height)  # light and shade, the same in every channel
+        img += (amp * 0.3) * _smooth(rng, cells, 3, width, height)  # and some colour
+    img[_smooth(rng, 10, 1, width, height)[:, :, 0] > 0.6] *= 0.45  # shapes with hard edges, like things against a sky
+    img += rng.normal(0, 2.5, (height, width, 1)).astype(np.float32)  # sensor grain
     pixels = np.clip(img, 0, 255).astype(np.uint8)
     tmp = path.with_suffix(".partial")
     pyvips.Image.new_from_array(pixels).copy(interpretation="srgb").jpegsave(str(tmp), Q=QUALITY)
     tmp.replace(path)
 
 
-def _prepare(n: int, fresh: bool) -> dict[str, Any]:
+def _prepare(n: int, fresh: bool, width: int, height: int) -> dict[str, Any]:
     """Make the missing images and report the library versions (in this child, so the parent stays lean)."""
     import PIL
     import pyvips
     from PIL import features
 
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    paths = [BENCH_DIR / f"photo-{i:03d}-v{IMAGE_VERSION}.jpg" for i in range(n + 1)]  # +1: the warm-up
+    size = "" if (width, height) == (WIDTH, HEIGHT) else f"-{width}x{height}"  # default names as before
+    paths = [BENCH_DIR / f"photo-{i:03d}{size}-v{IMAGE_VERSION}.jpg" for i in range(n + 1)]  # +1: the warm-up
     for seed, path in enumerate(paths):
         if fresh or not path.exists():
-            _make_photo(path, seed)
+            _make_photo(path, seed, width, height)
     return {
         "paths": [str(p) for p in paths],
         "mean_mb": statistics.mean(p.stat().st_size for p in paths[1:]) / 1e6,
@@ -307,12 +314,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=10, help="images per run (plus one warm-up)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per case; median rate, highest peak")
+    parser.add_argument("--size", default=f"{WIDTH}x{HEIGHT}", help="the images' size, WIDTHxHEIGHT")
     parser.add_argument("--fresh", action="store_true", help="make the images again")
     parser.add_argument("--vips-concurrency", type=int, default=0,
                         help="libvips worker threads (default: libvips' own, one per CPU)")
     parser.add_argument("--webp-effort", type=int, choices=range(7), default=None,
                         help="libwebp method for both sides (default: the studio's WEBP_EFFORT)")
     args = parser.parse_args()
+    try:
+        width, height = (int(side) for side in args.size.lower().split("x"))
+    except ValueError:
+        parser.error(f"--size must be WIDTHxHEIGHT, e.g. 4000x3000, not {args.size!r}")
+    if min(width, height) < 64 or args.n < 1 or args.repeat < 1:
+        parser.error("--size needs at least 64 px a side, --n and --repeat at least 1")
     if args.vips_concurrency:
         os.environ["VIPS_CONCURRENCY"] = str(args.vips_concurrency)
     _configure_django()
@@ -321,15 +335,15 @@ def main() -> None:
     if args.webp_effort is not None:
         previews.WEBP_EFFORT = args.webp_effort  # forked children inherit it, on both sides
 
-    prepared, _ = _in_child(lambda: _prepare(args.n, args.fresh))
+    prepared, _ = _in_child(lambda: _prepare(args.n, args.fresh, width, height))
     paths = prepared["paths"]
     load = os.getloadavg()
     print("Command:     " + shlex.join([".venv/bin/python", "bench/previews.py", *sys.argv[1:]]))
     print(f"Machine:     {platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} CPUs, "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print("Libraries:   " + ", ".join(f"{k} {v}" for k, v in prepared["versions"].items()))
-    print(f"Images:      {args.n} × {WIDTH}×{HEIGHT} JPEG, quality {QUALITY}, {prepared['mean_mb']:.1f} MB on average, "
-          f"in {BENCH_DIR.relative_to(ROOT)}")
+    print(f"Images:      {args.n} × {width}×{height} JPEG, quality {QUALITY}, {prepared['mean_mb']:.1f} MB on average, "
+          f"in {BENCH_DIR}")
     print(f"Each:        1024 px + 256 px WebP (q80, effort {previews.WEBP_EFFORT}), blurhash (32 px), perceptual hash; "
           "EXIF orientation applied\n")
 
@@ -343,7 +357,8 @@ def main() -> None:
             peaks.append(peak_kib / 1024)
             libraries.append((result["ready_rss"] - result["forked_rss"]) / 1024)
             works.append((peak_kib - result["ready_rss"]) / 1024)
-        rows[name] = {"rate": statistics.median(rates), "cpu": statistics.median(cpus), "peak": max(peaks),
+        # CPU time comes in clock ticks (10 ms): a tiny image (--size) can take less than one.
+        rows[name] = {"rate": statistics.median(rates), "cpu": max(statistics.median(cpus), 0.001), "peak": max(peaks),
                       "libraries": max(libraries), "work": max(works)}
 
     width = max(len(n) for n in rows) + 2

@@ -9,6 +9,10 @@ Flavours: `sqlite` (the embedded defaults: SQLite, filesystem broker) and `postg
 Redis). Django's settings are fixed at import, so this script re-runs itself once per flavour with
 the environment for it (`--flavour`); docs/BENCHMARKS.md explains the numbers.
 
+The bench's user is on an unlimited plan (bench/plans.py): on the default Free plan the 11th job was
+refused with a 429. `--smoke` allows a tiny N, for the suite's smoke test (tests/bench/), whose
+figures mean nothing; `--db-name`/`--redis-db` and BENCH_VAR_DIR keep such a run apart from this one.
+
     .venv/bin/python bench/run.py [--n 200] [--both | --sqlite-only]
 """
 
@@ -32,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH_DIR = ROOT / "var" / "bench"
 BENCH_DB_NAME = "studio_bench"
 BENCH_REDIS_DB = 14
 DEFAULT_PG_URL = f"postgres://postgres@127.0.0.1:5432/{BENCH_DB_NAME}"
@@ -46,6 +49,11 @@ FOREIGN_ENV = ("MEDIA_ROOT", "BROKER_DIR", "CELERY_BROKER_URL", "CELERY_TASK_ALW
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.paths import bench_var_dir  # noqa: E402
+from bench.scratch_db import scratch_name_check  # noqa: E402
+
+BENCH_DIR = bench_var_dir()  # a folder per flavour below it
 
 
 # --- the parent: pick flavours, run each in a fresh process ---------------------------------------------
@@ -81,6 +89,7 @@ def _flavour_env(name: str, database_url: str, redis_url: str) -> dict[str, str]
         "DJANGO_SETTINGS_MODULE": "config.settings",
         # DEBUG off, as in production: with it on, Django keeps every query in memory, in both processes.
         "DEBUG": "0",
+        "SECURE_SSL_REDIRECT": "0",  # the test client speaks plain HTTP
         "SECRET_KEY": "bench-only-not-a-secret",
         # Production settings refuse to start without master keys for users' provider keys; the bench stores none.
         "KEY_ENCRYPTION_KEYS": "bench:" + base64.b64encode(b"b" * 32).decode(),
@@ -98,14 +107,15 @@ def parent(args: argparse.Namespace) -> int:
     if caller_db or caller_redis:
         # The caller's servers, but never the caller's data: our own database name and Redis db number.
         flavours.append(("postgres" if caller_db else "sqlite-redis",
-                         _with_db_name(caller_db, BENCH_DB_NAME) if caller_db else "",
-                         _with_db_name(caller_redis, str(BENCH_REDIS_DB)) if caller_redis else ""))
+                         _with_db_name(caller_db, args.db_name) if caller_db else "",
+                         _with_db_name(caller_redis, str(args.redis_db)) if caller_redis else ""))
     else:
         flavours.append(("sqlite", "", ""))
         if not args.sqlite_only:
-            reachable = _services_reachable(DEFAULT_PG_URL, DEFAULT_REDIS_URL)
-            if reachable:
-                flavours.append(("postgres", DEFAULT_PG_URL, DEFAULT_REDIS_URL))
+            pg_url = _with_db_name(DEFAULT_PG_URL, args.db_name)
+            redis_url = _with_db_name(DEFAULT_REDIS_URL, str(args.redis_db))
+            if _services_reachable(pg_url, redis_url):
+                flavours.append(("postgres", pg_url, redis_url))
             elif args.both:
                 print("--both: PostgreSQL at 127.0.0.1:5432 or Redis at 127.0.0.1:6379 is not reachable.",
                       file=sys.stderr)
@@ -113,15 +123,17 @@ def parent(args: argparse.Namespace) -> int:
             else:
                 print("PostgreSQL or Redis is not reachable: running the SQLite flavour only.", file=sys.stderr)
 
-    shutil.rmtree(BENCH_DIR, ignore_errors=True)
-    BENCH_DIR.mkdir(parents=True)
+    # Each child recreates its own folder; the other benchmarks' folders beside it (the previews' images
+    # take a while to make) are left alone.
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
     failed = 0
     for name, database_url, redis_url in flavours:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--flavour", name, "--n", str(args.n),
                "--warmup", str(args.warmup), "--polling-interval", str(args.polling_interval),
-               "--as-configured-n", str(args.as_configured_n)]
-        if args.keep:
-            cmd.append("--keep")
+               "--as-configured-n", str(args.as_configured_n), "--db-name", args.db_name,
+               "--redis-db", str(args.redis_db)]
+        cmd += ["--keep"] if args.keep else []
+        cmd += ["--smoke"] if args.smoke else []
         result = subprocess.run(cmd, cwd=ROOT, env=_flavour_env(name, database_url, redis_url))
         if result.returncode != 0:
             print(f"The {name} flavour failed (exit {result.returncode}); logs in {BENCH_DIR / name}.",
@@ -182,7 +194,7 @@ class Worker:
             raise RuntimeError(f"The {self.label} worker exited ({self.proc.returncode}); see {self.log_path}.")
 
 
-def _prepare_servers(keep: bool) -> Callable[[], None]:
+def _prepare_servers(keep: bool, db_name: str) -> Callable[[], None]:
     """Recreate the bench's own PostgreSQL database and empty its Redis db; return the cleanup."""
     database_url = os.environ.get("DATABASE_URL", "")
     redis_url = os.environ.get("REDIS_URL", "")
@@ -192,8 +204,8 @@ def _prepare_servers(keep: bool) -> Callable[[], None]:
         from psycopg import sql
 
         name = urllib.parse.urlsplit(database_url).path.lstrip("/")
-        if name != BENCH_DB_NAME:  # parent() renames it; refuse anything else rather than drop it
-            raise SystemExit(f"Refusing to recreate database {name!r}: the bench only uses {BENCH_DB_NAME!r}.")
+        if name != db_name:  # parent() renames it; refuse anything else rather than drop it
+            raise SystemExit(f"Refusing to recreate database {name!r}: this run uses {db_name!r}.")
         admin_url = _with_db_name(database_url, "postgres")
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -212,7 +224,7 @@ def _prepare_servers(keep: bool) -> Callable[[], None]:
             connections.close_all()
             with psycopg.connect(admin_url, autocommit=True) as conn:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(BENCH_DB_NAME)))
+                    sql.Identifier(db_name)))
         if redis_url and not keep:
             import redis
 
@@ -222,13 +234,15 @@ def _prepare_servers(keep: bool) -> Callable[[], None]:
 
 
 def _setup_data() -> tuple[Any, Any, str]:
-    """The catalog plus the bench model, a user with plenty of credits, a project and an API token."""
+    """The catalog plus the bench model, a user with plenty of credits on an unlimited plan, a project and
+    an API token."""
     from datetime import date
     from decimal import Decimal
 
     from django.core.management import call_command
 
     from accounts.services import api_token_create, user_create
+    from bench.plans import bench_plan_assign
     from generations.models import AIModel, Operation, PriceCard, PriceUnit
     from projects.services import project_create
 
@@ -245,6 +259,7 @@ def _setup_data() -> tuple[Any, Any, str]:
     PriceCard.objects.create(model=model, version=1, unit=PriceUnit.IMAGE, usd_per_unit=Decimal("0.01"),
                              effective_from=date(2026, 1, 1), source="bench")
     user = user_create(email="bench@example.com", password=None, starter_credits=STARTER_CREDITS)
+    bench_plan_assign(user=user)
     project = project_create(owner=user, name="Bench")
     _, token = api_token_create(user=user, name="bench")
     return user, project, token
@@ -456,7 +471,7 @@ def child(args: argparse.Namespace) -> int:
     var_dir = Path(os.environ["STUDIO_VAR_DIR"])
     shutil.rmtree(var_dir, ignore_errors=True)
     var_dir.mkdir(parents=True)
-    cleanup = _prepare_servers(args.keep)
+    cleanup = _prepare_servers(args.keep, args.db_name)
     workers: list[Worker] = []
 
     def on_term(signum: int, frame: Any) -> None:
@@ -604,10 +619,18 @@ def main() -> int:
     parser.add_argument("--as-configured-n", type=int, default=10,
                         help="jobs measured with the studio's configured polling as well (filesystem broker; 0 skips)")
     parser.add_argument("--keep", action="store_true", help="keep the bench database and Redis db afterwards")
+    parser.add_argument("--db-name", default=BENCH_DB_NAME,
+                        help=f"the PostgreSQL database it drops and creates (default {BENCH_DB_NAME}; must contain 'bench')")
+    parser.add_argument("--redis-db", type=int, default=BENCH_REDIS_DB,
+                        help=f"the Redis db number it flushes (default {BENCH_REDIS_DB})")
+    parser.add_argument("--smoke", action="store_true",
+                        help="allow --n down to 2: a check that the bench runs, not a measurement")
     parser.add_argument("--flavour", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.n < 20 or args.warmup < 1:
-        parser.error("--n must be at least 20 (for a p95) and --warmup at least 1")
+    least = 2 if args.smoke else 20
+    if args.n < least or args.warmup < 1:
+        parser.error(f"--n must be at least {least} (for a p95) and --warmup at least 1")
+    scratch_name_check(args.db_name)
     return child(args) if args.flavour else parent(args)
 
 

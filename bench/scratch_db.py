@@ -20,6 +20,14 @@ def server_url() -> str:
     return url if url.startswith(("postgres://", "postgresql://")) else DEFAULT_PG_URL
 
 
+def scratch_name_check(name: str) -> str:
+    """A database a benchmark drops and recreates must say so in its name (`--db-name`): a guard against
+    pointing one at a real database by a typo."""
+    if "bench" not in name:
+        raise SystemExit(f"Refusing to use database {name!r} as a scratch database: its name must contain 'bench'.")
+    return name
+
+
 def reachable(admin_url: str) -> bool:
     import psycopg
 

@@ -15,6 +15,10 @@ resident memory is read, then the big upload runs while the worker's VmHWM (peak
 sampled. Printed per size: peak RSS, growth over the warm baseline, wall time and MB/s; then the
 1 GB / 100 MB ratio of the peaks.
 
+The bench's user is on the unlimited plan (bench/plans.py). Scratch files live in a temporary folder
+under var/bench/ (or $BENCH_VAR_DIR), removed afterwards unless --keep. The suite's smoke test runs it
+with `--base-mb 1 --big-mb 2`.
+
     .venv/bin/python bench/uploads.py [--big-mb 1024] [--base-mb 100] [--keep]
 """
 
@@ -40,15 +44,17 @@ MB = 1024 * 1024
 FOREIGN_ENV = ("DATABASE_URL", "REDIS_URL", "MEDIA_ROOT", "BROKER_DIR", "CELERY_BROKER_URL",
                "CELERY_TASK_ALWAYS_EAGER", "AWS_STORAGE_BUCKET_NAME", "AWS_S3_ENDPOINT_URL")
 
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.paths import bench_var_dir  # noqa: E402
+
 SETUP = """
 from accounts.services import api_token_create, user_create
-from billing.limits import plan_assign
-from billing.models import Plan
+from bench.plans import bench_plan_assign
 from projects.services import project_create
 user = user_create(email="bench@example.com", password="bench password 123", starter_credits=0)
-plan = Plan.objects.create(code="bench", name="Bench", storage_quota_mb=None, uploads_per_day=1000,
-                           api_calls_per_minute=1000)
-plan_assign(user=user, plan=plan)
+bench_plan_assign(user=user)
 project = project_create(owner=user, name="Bench")
 print(api_token_create(user=user, name="bench")[1], project.pk)
 """
@@ -189,10 +195,14 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (for its logs)")
     args = parser.parse_args()
 
-    scratch = Path(tempfile.mkdtemp(prefix="studio-upload-bench-"))
+    if min(args.base_mb, args.big_mb) < 1:
+        parser.error("--base-mb and --big-mb must be at least 1")
+    bench_var_dir().mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="uploads-", dir=bench_var_dir()))
     env = {k: v for k, v in os.environ.items() if k not in FOREIGN_ENV}
     env.update({"DJANGO_SETTINGS_MODULE": "config.settings", "STUDIO_VAR_DIR": str(scratch / "var"),
                 "DEBUG": "0", "SECRET_KEY": "upload-bench", "ALLOWED_HOSTS": "127.0.0.1,localhost",
+                "SECURE_SSL_REDIRECT": "0",  # gunicorn on plain HTTP
                 "KEY_ENCRYPTION_KEYS": "bench:" + "A" * 43 + "=",
                 "TMPDIR": str(scratch / "tmp"), "PYTHONUNBUFFERED": "1"})
     (scratch / "tmp").mkdir()
