@@ -1,6 +1,7 @@
 """The offline `local` provider: its three work functions and the thread/registry machinery around them.
 
-No database and no Django storage: assets are AssetInput subclasses that carry their bytes.
+No database and no Django storage (except one worked example through the pipeline): assets are AssetInput
+subclasses that carry their bytes.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import io
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,8 +18,13 @@ import pytest
 import pyvips
 from PIL import Image, ImageDraw, ImageFilter
 
+from assets.models import Asset
+from assets.services import asset_create_from_bytes
+from billing.services import credits_summary
+from generations.models import Status
 from generations.providers.base import AssetInput, CatalogModel, ProviderError, ProviderJob, ProviderStatus
 from generations.providers.local import LOST_MESSAGE, JobCanceled, LocalProvider, background, sketch, upscale
+from generations.services import generation_create, generation_run
 
 SKETCH = CatalogModel(id="local/sketch", provider="local", provider_model="sketch",
                       operation="text-to-image", output_kind="image")
@@ -310,13 +317,50 @@ def test_remove_background_cuts_a_person_out_as_an_rgba_png_of_the_same_size(
     assert 0.15 < output.metadata["foreground_fraction"] < 0.7
 
 
-def test_remove_background_finds_no_one_in_an_empty_picture() -> None:
-    empty = png_bytes(Image.new("RGB", (256, 192), (120, 170, 220)))
-    output = background.run({"image": image_asset(empty), "model": "landscape"}, no_report,
-                            threading.Event())[0]
-    result = Image.open(io.BytesIO(output.data or b""))
-    assert result.mode == "RGBA" and result.size == (256, 192)
-    assert 0.0 <= output.metadata["foreground_fraction"] < 0.01
+def grace_hopper() -> bytes:
+    """A real photograph of a person: matplotlib's sample image (matplotlib comes with mediapipe)."""
+    import matplotlib
+
+    return (Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").read_bytes()
+
+
+def gradient() -> Image.Image:
+    ramp = np.linspace(0, 255, 256).astype(np.uint8)
+    return Image.fromarray(np.stack([np.tile(ramp, (256, 1)), np.tile(ramp[:, None], (1, 256)),
+                                     np.full((256, 256), 128, np.uint8)], -1))
+
+
+def test_remove_background_cuts_a_real_photo_of_a_person_out(provider: LocalProvider) -> None:
+    photo = grace_hopper()
+    job = provider.submit(REMOVE_BACKGROUND, {"image": image_asset(photo, "hopper.jpg")},
+                          credentials=None)
+    statuses = poll_until_done(provider, job, timeout=60)
+    final = statuses[-1]
+    assert final.state == "succeeded", final.error_message
+    [output] = final.outputs
+    alpha = np.asarray(Image.open(io.BytesIO(output.data or b"")))[..., 3]
+    assert alpha.shape == (600, 512)
+    assert alpha[200, 256] == 255 and alpha[20, 20] == 0  # the face kept, the backdrop's corner cut
+    assert output.metadata["face_score"] >= background.FACE_MIN_SCORE
+    assert any(line.startswith("found a person (face score") for status in statuses for line in status.logs)
+
+
+@pytest.mark.parametrize("picture", ["flat colour", "gradient", "sketch"])
+def test_remove_background_fails_with_no_person_found_where_there_is_no_one(provider: LocalProvider,
+                                                                           picture: str) -> None:
+    if picture == "flat colour":
+        data = png_bytes(Image.new("RGB", (256, 192), (120, 170, 220)))
+    elif picture == "gradient":
+        data = png_bytes(gradient())
+    else:
+        data = draw_sketch(style="shapes", seed=7, width=512, height=512, steps=6)
+        # What the old code delivered: the segmenter alone marks half of this sketch as "person".
+        assert (background.segment(pixels(data)[..., :3], "general") >= 0.5).mean() > 0.3
+    job = provider.submit(REMOVE_BACKGROUND, {"image": image_asset(data)}, credentials=None)
+    final = poll_until_done(provider, job, timeout=60)[-1]
+    assert (final.state, final.error_code, final.retryable, final.outputs) == ("failed", "no_person_found",
+                                                                                False, [])
+    assert final.error_message.startswith("No person found in this picture.")
 
 
 def test_feathering_softens_the_cut_edge_and_no_feather_keeps_it_hard() -> None:
@@ -332,3 +376,20 @@ def test_feathering_softens_the_cut_edge_and_no_feather_keeps_it_hard() -> None:
 def test_a_zero_threshold_keeps_the_whole_picture() -> None:
     alpha = background.alpha_from_mask(np.zeros((8, 8), np.float32), (16, 16), threshold=0.0, feather=2)
     assert alpha.min() == 255
+
+
+@pytest.mark.django_db
+def test_removing_the_background_of_a_sketch_fails_and_releases_the_hold(owner: Any, project: Any,
+                                                                         catalog: None) -> None:
+    sketch_png = draw_sketch(style="shapes", seed=7, width=512, height=512, steps=6)
+    picture = asset_create_from_bytes(project=project, data=sketch_png, name="sketch.png")
+    generation = generation_create(user=owner, project_id=project.pk, model_id="local/remove-background",
+                                   inputs={"image": str(picture.pk)})
+    assert credits_summary(user=owner).held == generation.credits_held > 0
+    generation_run(generation.pk)
+    generation.refresh_from_db()
+    assert (generation.status, generation.error_code, generation.credits_charged) == (
+        Status.FAILED, "no_person_found", 0)
+    assert generation.error_message.startswith("No person found in this picture.")
+    assert not Asset.objects.filter(generation=generation).exists()
+    assert credits_summary(user=owner).as_dict() == {"balance": 500, "held": 0, "available": 500}

@@ -5,6 +5,20 @@ person segmenter: it finds people (faces, hair, bodies), not arbitrary objects, 
 catalog. The model looks at a 256×256 (or 256×144 for "landscape") version of the picture anyway, so we
 segment a copy at most SEGMENT_LONG_EDGE px long and scale the mask back up, which keeps memory flat
 for large photos without losing anything the model could have seen.
+
+The segmenter always answers with a mask, person or not: on a flat colour it is empty, but on a sketch,
+a logo or a product shot it often marks blobs with high confidence (measured on 69 `local/sketch`
+outputs: blobs over up to 62% of the picture at a mean confidence up to 0.997, as sure as it is of a
+real person). Mask coverage and confidence therefore cannot tell "no one here" from a person, so the
+job also looks for a face with MediaPipe's BlazeFace detector (short- and full-range models, both in the
+same wheel) and keeps only a face scoring at least FACE_MIN_SCORE whose box lies mostly
+(FACE_MIN_OVERLAP) inside the cut-out. Measured: a photo of a person (matplotlib's grace_hopper.jpg)
+scaled to 20% of a busy frame or 35% of a plain one, cropped, darkened, blurred, greyscale or mirrored
+scores 0.72-0.96; the best face on any of the 69 sketches scored 0.68 (on a blob), a gift-box clip-art
+0.56. Without such a face the job fails with `no_person_found` (final; the runner releases the hold,
+so nothing is charged) instead of delivering random blobs. The cost of the rule: a person seen from
+behind, or small in a wide frame (the same photo at 20% of a plain grey frame scored 0.66), is not
+found either, and the message says so.
 """
 
 from __future__ import annotations
@@ -31,6 +45,12 @@ from generations.providers.local.upscale import decode, output_stem
 MODELS = {"general": 0, "landscape": 1}
 MAX_INPUT_PIXELS = 64_000_000
 SEGMENT_LONG_EDGE = 1024
+FACE_MIN_SCORE = 0.7
+FACE_MIN_OVERLAP = 0.5
+NO_PERSON_MESSAGE = ("No person found in this picture. Background removal cuts out people and finds them "
+                     "by their face, so it needs a person facing the camera (a sketch, a logo or an object "
+                     "has no one to cut out; someone seen from behind or very small is missed). "
+                     "Nothing was charged.")
 
 
 def validate(inputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -85,6 +105,32 @@ def segment(rgb: np.ndarray, model: str) -> np.ndarray:
     return np.clip(np.asarray(mask, np.float32), 0.0, 1.0)
 
 
+def person_score(rgb: np.ndarray, mask: np.ndarray, threshold: float) -> float:
+    """The best score of a face the detector finds inside the person mask (0.0 when there is none).
+    `mask` is `segment`'s, the same size as `rgb`; a face box counts when at least FACE_MIN_OVERLAP of
+    it is kept at the job's threshold."""
+    from mediapipe.python.solutions import face_detection
+
+    height, width = mask.shape
+    kept = mask >= threshold if threshold > 0 else np.ones_like(mask, dtype=bool)
+    best = 0.0
+    pixels = np.ascontiguousarray(rgb)
+    for model_selection in (0, 1):  # 0: faces within ~2 m of the camera, 1: up to ~5 m (smaller faces)
+        with face_detection.FaceDetection(model_selection=model_selection,
+                                          min_detection_confidence=FACE_MIN_SCORE) as detector:
+            result = detector.process(pixels)
+        for detection in result.detections or []:
+            box = detection.location_data.relative_bounding_box
+            x0, y0 = max(0, int(box.xmin * width)), max(0, int(box.ymin * height))
+            x1 = min(width, int((box.xmin + box.width) * width))
+            y1 = min(height, int((box.ymin + box.height) * height))
+            if x1 <= x0 or y1 <= y0:
+                continue
+            if float(kept[y0:y1, x0:x1].mean()) >= FACE_MIN_OVERLAP:
+                best = max(best, float(detection.score[0]))
+    return best
+
+
 def alpha_from_mask(mask: np.ndarray, size: tuple[int, int], threshold: float, feather: int) -> np.ndarray:
     """Scale a probability mask to `size` (width, height), cut it at `threshold`, soften the edge."""
     import cv2
@@ -130,7 +176,10 @@ def run(inputs: Mapping[str, Any], report: Report, cancel: threading.Event) -> l
     report(20, f"segmenting people (MediaPipe selfie segmentation, {params['model']} model)")
     mask = segment(pixels, params["model"])
     check_canceled(cancel)
-    report(60, "building the alpha channel")
+    face_score = person_score(pixels, mask, params["threshold"])
+    if face_score < FACE_MIN_SCORE:
+        raise ProviderError(NO_PERSON_MESSAGE, code="no_person_found", retryable=False)
+    report(60, f"found a person (face score {face_score:.2f}); building the alpha channel")
 
     alpha = alpha_from_mask(mask, (width, height), params["threshold"], params["feather"])
     alpha_image = pyvips.Image.new_from_array(alpha)
@@ -150,5 +199,6 @@ def run(inputs: Mapping[str, Any], report: Report, cancel: threading.Event) -> l
         raise vips_failure(exc, "The input") from exc
     report(100, f"done: {width}×{height} PNG with transparency, {len(png) // 1024} KB")
     return [Output(kind="image", mime="image/png", data=png, filename=f"{output_stem(asset)}-cutout.png",
-                   metadata={"foreground_fraction": round(foreground_fraction, 4), "width": width,
+                   metadata={"foreground_fraction": round(foreground_fraction, 4),
+                             "face_score": round(face_score, 2), "width": width,
                              "height": height, "model": params["model"]})]
