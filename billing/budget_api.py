@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.budgets import (
+    LIMIT_MAX,
     budget_clear,
     budget_get,
     budget_set,
@@ -42,7 +43,7 @@ class BudgetSerializer(serializers.Serializer):
 
 
 class BudgetWriteSerializer(serializers.Serializer):
-    limit = serializers.IntegerField(min_value=0, help_text="Credits per period.")
+    limit = serializers.IntegerField(min_value=0, max_value=LIMIT_MAX, help_text="Credits per period.")
     period = serializers.ChoiceField(choices=BudgetPeriod.values, default=BudgetPeriod.MONTHLY,
                                      help_text="Project budgets: monthly or total. Your own budget: monthly.")
 
@@ -117,6 +118,8 @@ class MeBudgetView(APIView):
 
 @extend_schema(tags=["notifications"])
 class NotificationListView(APIView):
+    pagination_class = CursorPagination  # the schema documents the page object from it
+
     @extend_schema(parameters=[OpenApiParameter("unread", OpenApiTypes.BOOL)],
                    responses=NotificationSerializer(many=True), summary="Your notifications, newest first")
     def get(self, request: Request) -> Response:

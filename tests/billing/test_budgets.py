@@ -240,14 +240,85 @@ def test_a_budget_removed_while_a_job_runs_leaves_the_job_to_finish_normally(
     assert not BudgetUsage.objects.exists()
 
 
-def test_a_budget_created_while_a_job_runs_counts_only_later_jobs(owner: Any, project: Any, catalog: None,
-                                                                  priced: Plan) -> None:
+def test_a_budget_created_while_a_job_runs_counts_its_hold_and_then_its_charge(
+        owner: Any, project: Any, catalog: None, priced: Plan) -> None:
     early = submit(owner, project, "early")
     budget = budget_set(project=project, limit_credits=1000)
-    generation_run(early.pk)
-    assert usage_of(budget) == (0, 0)
-    submit(owner, project, "late")
     assert usage_of(budget) == (0, JOB)
+    generation_run(early.pk)
+    assert usage_of(budget) == (JOB, 0)
+    submit(owner, project, "late")
+    assert usage_of(budget) == (JOB, JOB)
+
+
+def test_a_budget_created_while_a_job_is_queued_frees_its_hold_when_it_is_canceled(
+        owner: Any, project: Any, catalog: None, priced: Plan) -> None:
+    queued = submit(owner, project)
+    budget = budget_set(user=owner, limit_credits=1000)
+    assert usage_of(budget) == (0, JOB)
+    generation_cancel(user=owner, generation_id=queued.pk)
+    assert usage_of(budget) == (0, 0)
+
+
+# --- what was used before the budget was set ---------------------------------------------------------------
+
+def spend(owner: Any, project: Any, jobs: int) -> None:
+    for n in range(jobs):
+        generation_run(submit(owner, project, f"job {n}").pk)
+
+
+def test_a_total_budget_set_after_a_project_spent_shows_that_spend(owner: Any, project: Any, catalog: None,
+                                                                   priced: Plan, owner_api: APIClient) -> None:
+    spend(owner, project, 2)
+    put = owner_api.put(f"/api/v1/projects/{project.pk}/budget", {"limit": 100, "period": "total"}, format="json")
+    assert put.status_code == 200, put.content
+    assert (put.json()["spent"], put.json()["held"], put.json()["remaining"]) == (2 * JOB, 0, 100 - 2 * JOB)
+    submit(owner, project)  # 90 of 100
+    with pytest.raises(BudgetExceeded, match="90 of 100 credits used"):
+        submit(owner, project)
+
+
+def test_a_monthly_cap_set_mid_month_counts_the_months_earlier_spend_but_not_last_months(
+        owner: Any, project: Any, catalog: None, priced: Plan) -> None:
+    from billing.models import UsageDaily
+
+    spend(owner, project, 1)
+    last_month = period_start("monthly") - timedelta(days=1)
+    UsageDaily.objects.create(day=last_month, user=owner, project=project, model="local/sketch",
+                              provider="local", generations=9, succeeded=9, credits=9 * JOB)
+    budget = budget_set(user=owner, limit_credits=2 * JOB)
+    assert usage_of(budget) == (JOB, 0)
+    submit(owner, project)
+    with pytest.raises(BudgetExceeded):
+        submit(owner, project)
+
+
+def test_clearing_a_budget_and_setting_it_again_keeps_the_count(owner: Any, project: Any, catalog: None,
+                                                                priced: Plan) -> None:
+    budget_set(project=project, limit_credits=100)
+    spend(owner, project, 1)
+    running = submit(owner, project)
+    assert budget_clear(project=project)
+    budget = budget_set(project=project, limit_credits=100)
+    assert usage_of(budget) == (JOB, JOB)
+    generation_run(running.pk)
+    assert usage_of(budget) == (2 * JOB, 0)
+    # Changing only the limit keeps the period's usage as it is (nothing counted twice).
+    assert usage_of(budget_set(project=project, limit_credits=200)) == (2 * JOB, 0)
+
+
+def test_a_budget_limit_over_the_columns_range_is_a_400_naming_the_limit(owner_api: APIClient, project: Any) -> None:
+    from config.errors import InvalidRequest
+
+    for url in (f"/api/v1/projects/{project.pk}/budget", "/api/v1/me/budget"):
+        refused = owner_api.put(url, {"limit": 2_147_483_648}, format="json")
+        assert refused.status_code == 400, refused.content
+        assert refused.json()["error"]["fields"]["limit"]
+    assert owner_api.put(f"/api/v1/projects/{project.pk}/budget", {"limit": 2_147_483_647},
+                         format="json").status_code == 200
+    with pytest.raises(InvalidRequest, match="at most 2147483647"):
+        budget_set(project=project, limit_credits=2_147_483_648)
+    assert Budget.objects.get().limit_credits == 2_147_483_647
 
 
 # --- periods ---------------------------------------------------------------------------------------------
@@ -529,3 +600,13 @@ def test_the_admin_shows_budgets_with_their_usage_and_alerts_read_only(client: A
     assert "40 + 10 / 100 (50%)" in page
     assert client.get("/admin/billing/budgetalert/").status_code == 200
     assert client.post(f"/admin/billing/budgetalert/{alert.pk}/delete/", {"post": "yes"}).status_code == 403
+
+
+def test_the_openapi_schema_names_the_budget_limit_limit_with_the_columns_range() -> None:
+    schema = APIClient().get("/api/schema/", {"format": "json"})
+    assert schema.status_code == 200
+    body = schema.json()["components"]["schemas"]["BudgetWriteRequest"]
+    assert "limit_credits" not in body["properties"]
+    assert body["properties"]["limit"]["minimum"] == 0
+    assert body["properties"]["limit"]["maximum"] == 2_147_483_647
+    assert body["required"] == ["limit"]
