@@ -63,16 +63,21 @@ def test_a_worker_killed_mid_job_leads_to_a_completed_job_not_a_stuck_one(
         first.kill()
     assert _status(gid).status == Status.RUNNING  # the dead worker left it running, hold still open
     assert credits_summary(user=owner).held == 1
+    # The worker died long ago, longer than the model's whole timeout: the retry must get its own.
+    first_start = timezone.now() - timedelta(hours=1)
+    Generation.objects.filter(pk=gid).update(started_at=first_start, attempt_started_at=first_start)
     # What beat's periodic sweep does once the heartbeat is older than STALE_RUNNING_AFTER.
     counts = generations_sweep_stale(now=timezone.now() + timedelta(hours=1))
     assert counts["requeued"] == 1
-    second = WorkerProcess(worker_env, tmp_path / "second.log").start()
+    # Slow enough that the runner polls the job while it runs (and checks its deadline), at ~2 s.
+    second = WorkerProcess({**worker_env, "LOCAL_SKETCH_STEP_SECONDS": "0.05"}, tmp_path / "second.log").start()
     try:
         done = wait_for(lambda: (g := _status(gid)).status in (Status.SUCCEEDED, Status.FAILED) and g,
                         timeout=120, message=f"not recovered; log:\n{second.log()[-3000:]}")
     finally:
         second.stop()
-    assert done.status == Status.SUCCEEDED and done.attempts == 2
+    assert done.status == Status.SUCCEEDED and done.attempts == 2, done.error_message
+    assert done.started_at == first_start and done.attempt_started_at > first_start
     assert Asset.objects.filter(generation_id=gid).count() == 1
     assert credits_summary(user=owner).as_dict() == {"balance": 499, "held": 0, "available": 499}
     call_command("ledger_verify")
