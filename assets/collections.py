@@ -25,7 +25,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from assets.models import Asset, Collection, CollectionItem
-from assets.selectors import asset_list_for_user
+from assets.selectors import asset_list_for_user, ready_thumb_small
 from config.errors import Conflict, InvalidRequest
 from config.lookups import by_id_or_404, id_list_clean
 
@@ -44,14 +44,16 @@ def collection_list_for_user(user: Any) -> QuerySet[Collection]:
 
 
 def collection_list_with_stats_for_user(user: Any) -> QuerySet[Collection]:
-    """The user's collections, most recently changed first, each with `item_count` (visible items)
-    and `cover_id` (the first visible image), as correlated subqueries: one query for the list."""
+    """The user's collections, most recently changed first, each with `item_count` (visible items),
+    `cover_id` (the first visible image) and `cover_thumb` (its small WebP thumbnail once made, else
+    ""), as correlated subqueries: one query for the list."""
     visible = CollectionItem.objects.filter(collection=OuterRef("pk"), asset__deleted_at__isnull=True)
     count = visible.order_by().values("collection").annotate(n=Count("pk")).values("n")[:1]
-    cover = visible.filter(asset__kind="image").order_by("position").values("asset_id")[:1]
+    cover = visible.filter(asset__kind="image").order_by("position")
     return collection_list_for_user(user).select_related("project").annotate(
         item_count=Coalesce(Subquery(count, output_field=IntegerField()), Value(0)),
-        cover_id=Subquery(cover, output_field=UUIDField()),
+        cover_id=Subquery(cover.values("asset_id")[:1], output_field=UUIDField()),
+        cover_thumb=Subquery(cover.annotate(thumb=ready_thumb_small("asset__")).values("thumb")[:1]),
     ).order_by("-updated_at", "-id")
 
 

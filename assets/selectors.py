@@ -4,9 +4,9 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Case, CharField, Count, F, Q, QuerySet, Value, When
 
-from assets.models import Asset, Tag
+from assets.models import Asset, PreviewStatus, Tag
 from config.lookups import by_id_or_404
 
 
@@ -18,6 +18,14 @@ def asset_list_for_user(user: Any, *, include_trashed: bool = False) -> QuerySet
         return Asset.objects.none()
     qs = Asset.objects.filter(owner=user)
     return qs if include_trashed else qs.filter(deleted_at__isnull=True)
+
+
+def ready_thumb_small(prefix: str = "") -> Case:
+    """An asset's small WebP thumbnail's stored name while its previews are ready, else "" (`prefix`
+    reaches the asset through a relation, e.g. "asset__"): for covers (projects, collections), which
+    show the thumbnail or the kind's icon, never the original file."""
+    return Case(When(**{f"{prefix}preview_status": PreviewStatus.READY}, then=F(f"{prefix}thumb_small")),
+                default=Value(""), output_field=CharField())
 
 
 def asset_get_for_user(user: Any, asset_id: uuid.UUID | str) -> Asset:

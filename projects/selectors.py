@@ -42,9 +42,10 @@ def _count_per_project(qs: QuerySet[Any]) -> Coalesce:
 
 
 def project_list_with_stats_for_user(user: Any) -> QuerySet[Project]:
-    """The user's projects with asset and job counts and the newest image's id (`cover_id`), in one
-    query: correlated subqueries rather than joins, so counting assets does not multiply rows by jobs."""
-    from assets.selectors import asset_list_for_user
+    """The user's projects with asset and job counts, the newest image's id (`cover_id`) and that
+    image's small WebP thumbnail once made (`cover_thumb`, the stored name, else ""), in one query:
+    correlated subqueries rather than joins, so counting assets does not multiply rows by jobs."""
+    from assets.selectors import asset_list_for_user, ready_thumb_small
     from generations.selectors import generation_list_for_user
 
     images = asset_list_for_user(user).filter(project=OuterRef("pk"), kind="image").order_by("-created_at", "-id")
@@ -52,4 +53,5 @@ def project_list_with_stats_for_user(user: Any) -> QuerySet[Project]:
         asset_count=_count_per_project(asset_list_for_user(user)),
         generation_count=_count_per_project(generation_list_for_user(user)),
         cover_id=Subquery(images.values("pk")[:1]),
+        cover_thumb=Subquery(images.annotate(thumb=ready_thumb_small()).values("thumb")[:1]),
     )

@@ -36,7 +36,7 @@ from assets.shares import shares_for_object
 from config.errors import ServiceError
 from projects.selectors import project_list_for_user
 from studio.forms import add_service_errors
-from studio.views.display import kind_icon
+from studio.views.display import cover_url, kind_icon
 from studio.views.shares import EXPIRY_CHOICES
 
 TEMPLATE = "studio/collection.html"
@@ -91,9 +91,14 @@ def collections_page(request: HttpRequest) -> HttpResponse:
         status = 400
     return render(request, "studio/collections.html", {
         "form": form,
-        "collections": list(collection_list_with_stats_for_user(request.user)[:500]),
+        "collections": [_with_cover(c) for c in collection_list_with_stats_for_user(request.user)[:500]],
         "projects": _projects(request.user),
     }, status=status)
+
+
+def _with_cover(collection: Any) -> Any:
+    collection.cover_url = cover_url(collection)
+    return collection
 
 
 def _items_context(collection: Any, **extra: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from config.errors import ServiceError
 from projects.selectors import project_list_with_stats_for_user
 from projects.services import project_create
 from studio.forms import ProjectForm, add_service_errors
+from studio.views.display import cover_url
 
 
 @login_required
@@ -27,6 +28,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
                 return redirect("studio:project", project_id=project.pk)
         status = 400
     projects = list(project_list_with_stats_for_user(request.user))
+    for project in projects:
+        project.cover_url = cover_url(project)
     return render(request, "studio/dashboard.html", {
         "form": form,
         "projects": [p for p in projects if not p.archived],

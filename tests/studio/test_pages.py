@@ -67,6 +67,46 @@ def test_the_dashboard_lists_only_my_projects(signed_in: Any, project: Project, 
     assert 'id="credits"' in response.text and "500" in response.text  # the balance in the header
 
 
+def _cover_src(html: str, card_class: str) -> str | None:
+    card = html[html.index(card_class):]
+    cover = card[card.index('<div class="cover">'):card.index("</div>", card.index('<div class="cover">'))]
+    found = re.search(r'<img [^>]*src="([^"]+)"', cover)
+    return found.group(1).replace("&amp;", "&") if found else None
+
+
+def test_project_and_collection_covers_load_the_small_webp_thumbnail_not_the_original(
+        signed_in: Any, owner: Any, project: Project) -> None:
+    from assets.collections import collection_create, collection_items_add
+    from assets.previews import preview_make
+
+    asset = asset_create_from_bytes(project=project, data=png_bytes((1600, 1200)), name="upscaled.png")
+    preview_make(asset.pk)
+    collection = collection_create(user=owner, name="Picks")
+    collection_items_add(user=owner, collection_id=collection.pk, asset_ids=[str(asset.pk)])
+    for page, card_class in ((reverse("studio:dashboard"), 'class="card project-card'),
+                             (reverse("studio:collections"), "data-collection=")):
+        src = _cover_src(signed_in.get(page).text, card_class)
+        assert src and src.startswith(f"/previews/{asset.pk}/small?v="), src
+        image = signed_in.get(src)
+        body = b"".join(image.streaming_content)
+        assert image.status_code == 200 and image["Content-Type"] == "image/webp"
+        assert len(body) < asset.size / 4 and "download" not in src
+
+
+def test_a_cover_without_a_thumbnail_yet_is_the_icon_never_the_original(signed_in: Any, owner: Any,
+                                                                        project: Project) -> None:
+    from assets.collections import collection_create, collection_items_add
+
+    asset = image_asset(project)  # its preview is still pending: nothing made it yet
+    collection = collection_create(user=owner, name="Picks")
+    collection_items_add(user=owner, collection_id=collection.pk, asset_ids=[str(asset.pk)])
+    for page, card_class in ((reverse("studio:dashboard"), 'class="card project-card'),
+                             (reverse("studio:collections"), "data-collection=")):
+        html = signed_in.get(page).text
+        assert _cover_src(html, card_class) is None
+        assert f"/api/v1/assets/{asset.pk}/download" not in html
+
+
 def test_anonymous_visitors_are_sent_to_sign_in(client: Any, project: Project) -> None:
     for url in (reverse("studio:dashboard"), project_url(project), reverse("studio:account")):
         response = client.get(url)
