@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 from accounts.models import ProviderKey
 from accounts.services import provider_key_delete, provider_key_save
 from billing.services import credits_summary
+from config.pagination import results_serializer
 
 
 class CreditsSerializer(serializers.Serializer):
@@ -54,7 +55,7 @@ class ProviderKeyViewSet(viewsets.ViewSet):
 
     lookup_field = "provider"
 
-    @extend_schema(responses=ProviderKeySerializer(many=True))
+    @extend_schema(responses=results_serializer("ProviderKeyList", ProviderKeySerializer))
     def list(self, request: Request) -> Response:
         rows = ProviderKey.objects.filter(user=request.user).order_by("provider")
         return Response({"results": ProviderKeySerializer(rows, many=True).data})

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.http import FileResponse, HttpResponseBase, HttpResponseRedirect
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -115,6 +115,7 @@ class AssetSerializer(serializers.ModelSerializer):
         return readers
 
 
+@extend_schema_serializer(many=False)  # the page object itself, not a list of pages
 class AssetPageSerializer(serializers.Serializer):
     next = serializers.URLField(allow_null=True, read_only=True, help_text="The next page, or null at the end.")
     previous = serializers.URLField(allow_null=True, read_only=True,

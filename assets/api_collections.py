@@ -114,6 +114,7 @@ class CollectionViewSet(viewsets.ViewSet):
     """Your collections: ordered sets of your assets, optionally tied to a project."""
 
     lookup_value_converter = "uuid"
+    pagination_class = CursorPagination  # the schema documents the page object from it
 
     @extend_schema(responses=CollectionSerializer(many=True), summary="Your collections, most recently changed first")
     def list(self, request: Request) -> Response:

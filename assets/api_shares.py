@@ -76,6 +76,7 @@ class ShareViewSet(viewsets.ViewSet):
     """Read-only public links to your assets, collections and projects."""
 
     lookup_value_converter = "uuid"
+    pagination_class = CursorPagination  # the schema documents the page object from it
 
     @extend_schema(parameters=[OpenApiParameter("live", OpenApiTypes.BOOL, description="Only links that work now.")],
                    responses=ShareSerializer(many=True), summary="Your share links, newest first")

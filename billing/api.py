@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from billing import stripe as billing_stripe
 from billing.models import CheckoutSession, CreditPack
-from config.pagination import CursorPagination
+from config.pagination import CursorPagination, results_serializer
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,11 @@ class CheckoutSessionCreateSerializer(serializers.Serializer):
 
 
 class CreditPackListView(APIView):
-    @extend_schema(responses=CreditPackSerializer(many=True), summary="Credit packs on sale")
+    @extend_schema(responses=results_serializer(
+        "CreditPackList", CreditPackSerializer,
+        payments_enabled=serializers.BooleanField(read_only=True, help_text="Whether buying is on (Stripe is "
+                                                                           "configured).")),
+        summary="Credit packs on sale")
     def get(self, request: Request) -> Response:
         packs = billing_stripe.credit_pack_list()
         return Response({"payments_enabled": billing_stripe.payments_enabled(),
@@ -51,6 +55,8 @@ class CreditPackListView(APIView):
 
 
 class CheckoutSessionListCreateView(APIView):
+    pagination_class = CursorPagination  # the schema documents the page object from it
+
     @extend_schema(responses=CheckoutSessionSerializer(many=True), summary="Your credit purchases")
     def get(self, request: Request) -> Response:
         paginator = CursorPagination()

@@ -38,12 +38,19 @@ class UsageRowSerializer(serializers.Serializer):
 
 
 class UsageSerializer(serializers.Serializer):
+    # The dates are named like the query parameters, `from` and `to`: Python keywords, so they are
+    # declared in get_fields().
     group_by = serializers.ChoiceField(choices=GROUPINGS)
-    date_from = serializers.DateField()
-    date_to = serializers.DateField()
     project = serializers.UUIDField(allow_null=True)
     totals = UsageRowSerializer()
     results = UsageRowSerializer(many=True)
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        declared = super().get_fields()
+        return {"group_by": declared["group_by"],
+                "from": serializers.DateField(help_text="First day of the report, inclusive."),
+                "to": serializers.DateField(help_text="Last day of the report, inclusive."),
+                **{name: field for name, field in declared.items() if name != "group_by"}}
 
 
 def _report(request: Request) -> tuple[UsageQuery, list[UsageRow], UsageRow]:

@@ -10,7 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.pagination import CursorPagination
+from config.pagination import CursorPagination, results_serializer
 from generations.credentials import availability_for
 from generations.models import AIModel, Generation, Operation, Status
 from generations.selectors import generation_get_for_user, generation_page_for_user, model_get, model_list
@@ -60,7 +60,7 @@ class ModelViewSet(viewsets.ViewSet):
     lookup_value_converter = "path"  # model ids contain slashes: "local/sketch", "fal-ai/flux/schnell"
 
     @extend_schema(parameters=[OpenApiParameter("operation", str, enum=Operation.values)],
-                   responses=ModelSerializer(many=True))
+                   responses=results_serializer("ModelList", ModelSerializer))
     def list(self, request: Request) -> Response:
         operation = request.query_params.get("operation")
         if operation and operation not in Operation.values:
@@ -162,6 +162,7 @@ class GenerationViewSet(viewsets.ViewSet):
     """Every AI job: submit, follow, cancel."""
 
     lookup_value_converter = "uuid"
+    pagination_class = CursorPagination  # the schema documents the page object from it
 
     @extend_schema(
         parameters=[OpenApiParameter("project", OpenApiTypes.UUID),

@@ -5,6 +5,7 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from config.pagination import CursorPagination
 from projects.models import Project
 from projects.selectors import project_get_for_user, project_list_for_user
 from projects.services import project_create, project_delete, project_update
@@ -30,11 +31,10 @@ class ProjectViewSet(viewsets.ViewSet):
     """Projects hold everything: assets, generations, budgets."""
 
     lookup_value_converter = "uuid"
+    pagination_class = CursorPagination  # the schema documents the page object from it
 
     @extend_schema(responses=ProjectSerializer(many=True))
     def list(self, request: Request) -> Response:
-        from config.pagination import CursorPagination
-
         paginator = CursorPagination()
         paginator.ordering = "-updated_at"
         qs = project_list_for_user(request.user)
