@@ -99,7 +99,8 @@ class EstimateSerializer(serializers.Serializer):
 
 class EstimateResultSerializer(serializers.Serializer):
     model = serializers.CharField()
-    inputs = serializers.JSONField()
+    inputs = serializers.JSONField(help_text="The inputs as the submit will run them, defaults filled in. A seed "
+                                             "left out stays out: the submit draws it and the job records it.")
     credits = serializers.IntegerField()
     cost_usd = serializers.DecimalField(max_digits=12, decimal_places=6)
     available = serializers.IntegerField()
@@ -206,6 +207,6 @@ class GenerationViewSet(viewsets.ViewSet):
         data = EstimateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         model, filled, estimate = generation_estimate(user=request.user, model_id=data.validated_data["model"],
-                                                      inputs=data.validated_data["inputs"])
+                                                      inputs=data.validated_data["inputs"], draw_seed=False)
         return Response({"model": model.id, "inputs": filled, "credits": estimate.credits,
                          "cost_usd": estimate.cost_usd, "available": credits_summary(user=request.user).available})

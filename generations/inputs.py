@@ -28,18 +28,25 @@ def asset_fields(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {name: prop for name, prop in schema.get("properties", {}).items() if prop.get("format") == ASSET_FORMAT}
 
 
-def validate_inputs(*, schema: dict[str, Any], inputs: Any, user: Any) -> tuple[dict[str, Any], dict[str, Asset]]:
+def validate_inputs(*, schema: dict[str, Any], inputs: Any, user: Any,
+                    draw_seed: bool = True) -> tuple[dict[str, Any], dict[str, Asset]]:
     """Return the inputs with defaults filled in (and a seed chosen when the model takes one and none
     was given, so "use again" reproduces the result), plus the assets they refer to. Raises
-    InvalidRequest naming every bad field."""
+    InvalidRequest naming every bad field.
+
+    `draw_seed=False` (an estimate) leaves a missing seed out of the result: a seed drawn for an
+    estimate would be shown to the caller and then not used, since the submit draws its own. The
+    inputs are still validated as the submit validates them, with a seed in place."""
     if not isinstance(inputs, dict):
         raise InvalidRequest("inputs must be a JSON object.", fields={"inputs": ["Expected an object."]})
     json_depth_refuse(inputs, field="inputs", limit=MAX_INPUTS_DEPTH)  # before deepcopy recurses on it
     filled = _apply_defaults(schema, inputs)
     props = schema.get("properties", {})
-    if "seed" in props and filled.get("seed") is None:
+    seed_drawn = "seed" in props and filled.get("seed") is None
+    if seed_drawn:
+        minimum = int(props["seed"].get("minimum", 0))
         maximum = int(props["seed"].get("maximum", 2**31 - 1))
-        filled["seed"] = random.SystemRandom().randint(int(props["seed"].get("minimum", 0)), maximum)
+        filled["seed"] = random.SystemRandom().randint(minimum, maximum) if draw_seed else minimum
     errors: dict[str, list[str]] = {}
     for error in sorted(Draft202012Validator(schema).iter_errors(filled), key=lambda e: list(e.path)):
         field = ".".join(str(p) for p in error.path) or _field_from_error(error)
@@ -63,6 +70,8 @@ def validate_inputs(*, schema: dict[str, Any], inputs: Any, user: Any) -> tuple[
     if errors:
         first_field, first = next(iter(errors.items()))
         raise InvalidRequest(f"{first_field}: {first[0]}", fields=errors)
+    if seed_drawn and not draw_seed:
+        del filled["seed"]
     return filled, assets
 
 

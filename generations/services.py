@@ -55,13 +55,18 @@ def _dispatch_resume(generation_id: str) -> None:
     generation_resume_task.delay(generation_id)
 
 
-def generation_estimate(*, user: Any, model_id: str, inputs: Any) -> tuple[AIModel, dict[str, Any], pricing.Estimate]:
-    """Validate inputs and price the job, without holding anything: the estimate shown before submit."""
+def generation_estimate(*, user: Any, model_id: str, inputs: Any,
+                        draw_seed: bool = True) -> tuple[AIModel, dict[str, Any], pricing.Estimate]:
+    """Validate inputs and price the job, without holding anything: the estimate shown before submit.
+
+    `generation_create` keeps `draw_seed=True`, so the job records the seed it runs with. The estimate
+    endpoints pass False: a seed drawn there would be returned and then not used, because the submit
+    draws its own; no seed in the estimate's inputs means "drawn at submit"."""
     model = AIModel.objects.filter(pk=str(model_id), active=True).prefetch_related("price_cards").first()
     if model is None:
         raise InvalidRequest(f"Unknown model {model_id!r}. GET /api/v1/models lists the catalog.",
                              code="unknown_model", fields={"model": ["Unknown or inactive model."]})
-    filled, assets = validate_inputs(schema=model.input_schema, inputs=inputs, user=user)
+    filled, assets = validate_inputs(schema=model.input_schema, inputs=inputs, user=user, draw_seed=draw_seed)
     return model, filled, pricing.estimate(model.current_price, filled, assets,
                                            credits_per_usd=credits_per_usd_for(user_id=user.pk))
 

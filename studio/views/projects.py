@@ -79,7 +79,7 @@ def _estimate_context(user: Any, model: Any, inputs: dict[str, Any], *, quiet: b
     ctx: dict[str, Any] = {"estimate": None, "estimate_errors": [], "price_label": price_label(model),
                            "estimate_model": model}
     try:
-        _, _, estimate = generation_estimate(user=user, model_id=model.id, inputs=inputs)
+        _, _, estimate = generation_estimate(user=user, model_id=model.id, inputs=inputs, draw_seed=False)
     except InvalidRequest as exc:
         if not quiet:
             ctx["estimate_errors"] = field_error_lines(exc.fields, model.input_schema) or [exc.message]
