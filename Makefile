@@ -58,7 +58,8 @@ lint: install
 	.venv/bin/ruff check .
 
 # The two legs run side by side (TEST_JOBS=1 runs them one after the other); each one's output is
-# printed whole when it finishes.
+# printed whole when it finishes, with its slowest tests and its time against the budget (README,
+# "Contributing").
 TEST_JOBS ?= 2
 test: install browser-deps lint
 	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target test-sqlite test-postgres
@@ -66,7 +67,7 @@ test: install browser-deps lint
 test-sqlite: install
 	rm -rf var/test-sqlite
 	env -u DATABASE_URL -u REDIS_URL -u CELERY_BROKER_URL STUDIO_VAR_DIR=var/test-sqlite \
-	  $(PY) -m pytest $(PYTEST_ARGS)
+	  $(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 
 # With CI=true a missing PostgreSQL or Redis fails the run; locally it is skipped with a notice.
 test-postgres: install
@@ -76,7 +77,7 @@ test-postgres: install
 	fi
 	rm -rf var/test-postgres
 	env -u CELERY_BROKER_URL STUDIO_VAR_DIR=var/test-postgres DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) \
-	  $(PY) -m pytest $(PYTEST_ARGS)
+	  $(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 
 bench: install
 	$(PY) bench/run.py

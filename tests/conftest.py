@@ -31,6 +31,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+# The test-time budget (README, "Contributing"): each leg of `make test` within this many seconds on
+# the reference machine (2 cores, both legs side by side), so the whole run stays within 10 minutes.
+LEG_BUDGET_SECONDS = float(os.environ.get("TEST_LEG_BUDGET_SECONDS", "360"))
+_SESSION_STARTED = time.monotonic()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Say how this leg stands against the budget, so a slow addition shows in every CI log."""
+    if config.option.collectonly or not terminalreporter.stats.get("passed"):
+        return
+    elapsed = time.monotonic() - _SESSION_STARTED
+    verdict = "within" if elapsed <= LEG_BUDGET_SECONDS else "OVER"
+    terminalreporter.write_line(f"test-time budget: this leg took {elapsed:.0f} s, {verdict} its "
+                                f"{LEG_BUDGET_SECONDS:.0f} s budget (README, \"Contributing\"; --durations lists the slowest).")
+
+
 @pytest.fixture
 def catalog(db: Any) -> None:
     from generations.catalog import catalog_load
