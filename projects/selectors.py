@@ -29,11 +29,29 @@ def project_get_for_user(user: Any, project_id: uuid.UUID | str, *, write: bool 
     return by_id_or_404(project_list_for_user(user), project_id, "No such project.")
 
 
-def project_get_by_name_for_user(user: Any, name: str) -> Project:
-    project = project_list_for_user(user).filter(name=name).first()
-    if project is None:
-        raise Http404(f"No project named {name!r}.")
-    return project
+class AmbiguousProject(Exception):
+    """A project reference that matches more than one of the user's projects; the message lists them."""
+
+
+def project_get_by_ref_for_user(user: Any, ref: str) -> Project:
+    """The project a person names on a command line: its id, or its name (exact, else any case). A
+    UUID-shaped ref is tried as an id first. Several matches (names differing only in case, or a name
+    that is also another project's id) raise AmbiguousProject listing each name and id; none is a 404,
+    like every other route, so another user's project looks the same as a missing one."""
+    ref = ref.strip()
+    projects = project_list_for_user(user)
+    try:
+        by_id = list(projects.filter(pk=uuid.UUID(ref)))
+    except ValueError:
+        by_id = []
+    by_name = list(projects.filter(name=ref)) or list(projects.filter(name__iexact=ref).order_by("name"))
+    matches = list({p.pk: p for p in by_id + by_name}.values())
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise Http404(f"No project named {ref!r} and none with that id.")
+    listing = "; ".join(f"{p.name!r} ({p.pk})" for p in matches)
+    raise AmbiguousProject(f"{ref!r} matches {len(matches)} projects: {listing}. Pass the id.")
 
 
 def _count_per_project(qs: QuerySet[Any]) -> Coalesce:

@@ -96,6 +96,37 @@ def test_generate_submits_through_the_pipeline_and_reports_json(owner: Any, proj
     assert json.loads(out.getvalue())["model"] == "local/upscale"
 
 
+def test_generate_takes_the_project_by_id_or_by_name_in_any_case(owner: Any, project: Any, outsider: Any,
+                                                                   catalog: None) -> None:
+    from generations.models import Generation
+    from projects.services import project_create
+
+    theirs = project_create(owner=outsider, name="Their film")
+    for ref in (str(project.pk), project.name, project.name.upper()):
+        err = io.StringIO()
+        call_command("generate", "--user", owner.email, "--project", ref, "--model", "local/sketch",
+                     "--input", "prompt=boat", "--no-wait", stdout=io.StringIO(), stderr=err)
+        assert "estimated 1 credit." in err.getvalue()  # not "1 credits"
+    assert Generation.objects.filter(project=project).count() == 3
+    with pytest.raises(CommandError, match="No project named"):
+        call_command("generate", "--user", owner.email, "--project", str(theirs.pk), "--model", "local/sketch",
+                     "--input", "prompt=boat", "--no-wait")
+    assert not Generation.objects.filter(project=theirs).exists()
+
+
+def test_generate_lists_the_ids_when_a_name_matches_several_projects(owner: Any, catalog: None) -> None:
+    from generations.models import Generation
+    from projects.services import project_create
+
+    first = project_create(owner=owner, name="Dusk")
+    second = project_create(owner=owner, name="DUSK")
+    with pytest.raises(CommandError, match="matches 2 projects") as refused:
+        call_command("generate", "--user", owner.email, "--project", "dusk", "--model", "local/sketch",
+                     "--input", "prompt=boat", "--no-wait")
+    assert str(first.pk) in str(refused.value) and str(second.pk) in str(refused.value)
+    assert not Generation.objects.exists()
+
+
 def _first_asset(user: Any) -> str:
     from assets.models import Asset
 

@@ -16,7 +16,7 @@ from billing.services import InsufficientCredits
 from config.errors import ServiceError
 from generations.models import Generation, Status
 from generations.services import generation_create
-from projects.selectors import project_get_by_name_for_user
+from projects.selectors import AmbiguousProject, project_get_by_ref_for_user
 
 
 def _parse_value(raw: str) -> Any:
@@ -34,7 +34,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--user", required=True, help="The account's email.")
-        parser.add_argument("--project", required=True, help="The project's name.")
+        parser.add_argument("--project", required=True, help="The project's name or id.")
         parser.add_argument("--model", required=True, help="A catalog model id, e.g. local/sketch.")
         parser.add_argument("--input", action="append", default=[], metavar="KEY=VALUE",
                             help="An input; repeat for more. Values are JSON when they parse (width=512), "
@@ -48,8 +48,8 @@ class Command(BaseCommand):
         if user is None:
             raise CommandError(f"No user with email {opts['user']!r}.")
         try:
-            project = project_get_by_name_for_user(user, opts["project"])
-        except Http404 as exc:
+            project = project_get_by_ref_for_user(user, opts["project"])
+        except (Http404, AmbiguousProject) as exc:
             raise CommandError(str(exc)) from exc
         inputs: dict[str, Any] = {}
         for item in opts["input"]:
@@ -65,8 +65,9 @@ class Command(BaseCommand):
             details = "; ".join(f"{k}: {', '.join(v)}" for k, v in exc.fields.items())
             raise CommandError(f"{exc.message}" + (f" ({details})" if details and details not in exc.message else ""))
         if not opts["json"]:
+            credits = generation.credits_estimated
             self.stderr.write(f"Submitted {generation.pk} ({generation.model_id}), "
-                              f"estimated {generation.credits_estimated} credits.")
+                              f"estimated {credits} credit{'' if credits == 1 else 's'}.")
         if not opts["no_wait"]:
             generation = self._wait(generation, opts["timeout"], quiet=opts["json"])
         self._report(generation, as_json=opts["json"])
