@@ -98,7 +98,7 @@ class StripeWebhookView(APIView):
                                                          signature=request.headers.get("Stripe-Signature"))
         except billing_stripe.WebhookRejected as exc:
             logger.warning("refused stripe webhook: %s", exc)
-            return Response({"error": {"code": "invalid_signature", "message": str(exc)}},
+            return Response({"error": {"code": exc.code, "message": str(exc)}},
                             status=status.HTTP_400_BAD_REQUEST)
         outcome = billing_stripe.stripe_event_handle(payload=payload)
         return Response({"received": True, "outcome": outcome})

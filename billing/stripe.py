@@ -94,7 +94,12 @@ class PaymentProviderError(ServiceError):
 
 
 class WebhookRejected(Exception):
-    """The request is not a genuine, fresh Stripe event: answered with 400, nothing stored."""
+    """The request is not a genuine, fresh Stripe event: answered with 400, nothing stored. `code` says
+    which: the signature (forged, stale, missing) or the body (signed, but not an event object)."""
+
+    def __init__(self, message: str, *, code: str = "invalid_signature") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def payments_enabled() -> bool:
@@ -301,17 +306,26 @@ def stripe_event_verify(*, body: bytes, signature: str | None) -> dict[str, Any]
     if not secret:
         raise PaymentsNotConfigured()
     try:
-        stripe.Webhook.construct_event(body, signature, secret, tolerance=SIGNATURE_TOLERANCE)
-        # Stored exactly as Stripe sent it, not as the SDK's objects re-serialise it.
-        payload = json.loads(body)
+        # The signature only (construct_event would also build the SDK's event object, and fails with
+        # an AttributeError on a signed body that is JSON but not an object, such as `[]`).
+        stripe.WebhookSignature.verify_header(body, signature, secret, tolerance=SIGNATURE_TOLERANCE)
     except stripe.SignatureVerificationError as exc:
         raise WebhookRejected(str(exc)) from exc
-    except ValueError as exc:  # not JSON (or not UTF-8)
-        raise WebhookRejected("The body is not a JSON event.") from exc
-    if not isinstance(payload, dict):
-        raise WebhookRejected("The body is not a Stripe event.")
-    if not isinstance(payload.get("id"), str) or not isinstance(payload.get("type"), str):
-        raise WebhookRejected("The body is not a Stripe event.")
+    except ValueError as exc:  # not UTF-8
+        raise WebhookRejected("The body is not a JSON event.", code="invalid_event") from exc
+    try:
+        # Stored exactly as Stripe sent it, not as the SDK's objects re-serialise it.
+        payload = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # not JSON, or nested past the parser's stack
+        raise WebhookRejected("The body is not a JSON event.", code="invalid_event") from exc
+    # ref §6.3: an event is an object with a string id and type, an integer `created`, and the
+    # affected object under data.object.
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if (not isinstance(payload, dict) or not isinstance(payload.get("id"), str)
+            or not isinstance(payload.get("type"), str) or not isinstance(data, dict)
+            or not isinstance(data.get("object"), dict)
+            or not isinstance(payload.get("created", 0), int) or isinstance(payload.get("created"), bool)):
+        raise WebhookRejected("The body is not a Stripe event.", code="invalid_event")
     return payload
 
 
@@ -336,23 +350,66 @@ def stripe_event_handle(*, payload: dict[str, Any]) -> str:
     return outcome
 
 
-def _session_for_event(obj: dict[str, Any]) -> CheckoutSession | None:
+@dataclass(frozen=True)
+class PriceMismatch:
+    """A session rebuilt from its metadata whose amount or currency is not the pack's price."""
+
+    session_id: str
+    user_id: int
+    pack: CreditPack
+    amount_total: Any
+    currency: Any
+
+    def describe(self) -> str:
+        return (f"paid {self.amount_total} {str(self.currency).upper()} cents, but the pack "
+                f"{self.pack.code} costs {self.pack.price_cents} {self.pack.currency.upper()} cents")
+
+
+def _session_for_event(obj: dict[str, Any]) -> CheckoutSession | PriceMismatch | None:
     """Our row for the session in an event, or one rebuilt from the metadata we gave Stripe when our
     own write after creating it was lost. None for sessions that are not ours (another integration
-    on the same Stripe account)."""
+    on the same Stripe account). A rebuild trusts the metadata only as far as the money agrees: a
+    session whose `amount_total` and `currency` are not the pack's price (ref §6.2: amounts in the
+    smallest currency unit, currency a lowercase ISO code) is a PriceMismatch, never a row."""
     session_id = obj.get("id") or ""
     session = CheckoutSession.objects.filter(pk=session_id).first()
     if session is not None or not session_id:
         return session
-    metadata = obj.get("metadata") or {}
+    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     user = get_user_model().objects.filter(pk=_int(metadata.get("user"))).first()
-    pack = CreditPack.objects.filter(code=metadata.get("pack") or "").first()
+    pack = CreditPack.objects.filter(code=str(metadata.get("pack") or "")).first()
     if user is None or pack is None or str(obj.get("client_reference_id") or "") != str(user.pk):
         return None
+    amount_total, currency = obj.get("amount_total"), obj.get("currency")
+    if (isinstance(amount_total, bool) or amount_total != pack.price_cents
+            or str(currency or "").lower() != pack.currency.lower()):
+        return PriceMismatch(session_id=str(session_id), user_id=user.pk, pack=pack, amount_total=amount_total,
+                             currency=currency)
     session, _ = CheckoutSession.objects.get_or_create(pk=session_id, defaults={
-        "user": user, "pack": pack, "credits": pack.credits,
-        "amount_total": obj.get("amount_total") or pack.price_cents, "currency": obj.get("currency") or pack.currency})
+        "user": user, "pack": pack, "credits": pack.credits, "amount_total": amount_total,
+        "currency": pack.currency})
     return session
+
+
+def _mismatch_flag(mismatch: PriceMismatch) -> tuple[str, bool]:
+    """A paid session whose price does not match its pack: nothing is credited, and the buyer's wallet
+    is flagged for a person (the WalletFlag an operator resolves in the admin, as for clawbacks), who
+    can credit or refund it by hand. Once per session: its completed and async_succeeded events
+    both say "paid"."""
+    reference = f"{TOPUP_PREFIX}{mismatch.session_id}"
+    outcome = f"flagged, not credited: {mismatch.describe()}"
+    wallet = _lock_wallet(mismatch.user_id)
+    if not WalletFlag.objects.filter(account=wallet, reference=reference).exists():
+        WalletFlag.objects.create(
+            account=wallet, amount=mismatch.pack.credits, reference=reference,
+            reason=f"Stripe session {mismatch.session_id} (rebuilt from its metadata) {mismatch.describe()}; "
+                   f"its {mismatch.pack.credits} credits were not posted."[:255])
+        Notification.objects.create(
+            user_id=mismatch.user_id, kind="payment_review",
+            message=(f"We received a payment for {mismatch.pack.name} that does not match its price, so its "
+                     f"credits were not added yet. Our team has been told and will check it."))
+        logger.warning("stripe session %s %s: flagged, not credited", mismatch.session_id, mismatch.describe())
+    return outcome, True
 
 
 def _int(value: Any) -> int | None:
@@ -366,6 +423,10 @@ def _on_completed(obj: dict[str, Any]) -> tuple[str, bool]:
     session = _session_for_event(obj)
     if session is None:
         return NOT_OURS, True
+    if isinstance(session, PriceMismatch):
+        if obj.get("payment_status") == "paid":
+            return _mismatch_flag(session)
+        return f"ignored: not paid yet, and {session.describe()}", True
     payment_intent = obj.get("payment_intent") or ""
     # ref §6.3: only "paid" means the money arrived; "unpaid" is a delayed payment method still
     # pending, confirmed later by async_payment_succeeded or _failed.
@@ -380,6 +441,8 @@ def _on_async_succeeded(obj: dict[str, Any]) -> tuple[str, bool]:
     session = _session_for_event(obj)
     if session is None:
         return NOT_OURS, True
+    if isinstance(session, PriceMismatch):
+        return _mismatch_flag(session)
     return _credit(session, obj.get("payment_intent") or "")
 
 
@@ -392,6 +455,8 @@ def _on_async_failed(obj: dict[str, Any]) -> tuple[str, bool]:
     session = _session_for_event(obj)
     if session is None:
         return NOT_OURS, True
+    if isinstance(session, PriceMismatch):
+        return f"ignored: payment failed, and {session.describe()}", True
     # Only an open session fails: a late failure event must not undo credits Stripe said were paid.
     if CheckoutSession.objects.filter(pk=session.pk, status=CheckoutStatus.OPEN).update(status=CheckoutStatus.FAILED):
         return "payment failed; nothing credited", True

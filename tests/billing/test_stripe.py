@@ -415,6 +415,54 @@ def test_a_paid_session_whose_row_was_lost_is_credited_from_its_metadata(stripe_
     assert credits_summary(user=owner).balance == 1000
 
 
+@pytest.mark.parametrize("paid", [{"amount_total": 1}, {"currency": "eur"}, {"amount_total": None}],
+                         ids=["one cent", "another currency", "no amount"])
+def test_a_rebuilt_session_whose_amount_or_currency_is_not_the_packs_is_flagged_for_a_person_not_credited(
+        stripe_on: FakeServer, owner: Any, client: Any, paid: dict[str, Any]) -> None:
+    session = open_session(owner)
+    CheckoutSession.objects.all().delete()  # our row is lost: only the metadata speaks for the session
+    payload = completed(session)
+    payload["data"]["object"].update(paid)
+
+    response = deliver(client, payload)
+    # Its async_payment_succeeded twin says "paid" again: still one flag, still no credits.
+    twin = completed(session, type_="checkout.session.async_payment_succeeded")
+    twin["data"]["object"].update(paid)
+    deliver(client, twin)
+
+    assert response.status_code == 200
+    assert response.json()["outcome"].startswith("flagged, not credited: paid ")
+    assert not CheckoutSession.objects.exists() and topups(session) == 0
+    assert credits_summary(user=owner).balance == 500
+    flag = WalletFlag.objects.get()
+    assert (flag.account.user, flag.amount, flag.reference, flag.resolved_at) == (
+        owner, 500, f"stripe:checkout:{session.pk}", None)
+    assert "costs 500 USD cents" in flag.reason
+    assert Notification.objects.filter(user=owner, kind="payment_review").count() == 1
+    assert StripeEvent.objects.count() == 2
+    assert_ledger_sound()
+
+
+@pytest.mark.parametrize("body", [b"[]", b'"evt"', b"42", b"null", b'{"id": "evt_1", "type": "x", "data": []}',
+                                  b'{"id": "evt_1", "type": "x", "data": {"object": []}}',
+                                  b'{"id": "evt_1", "type": "x", "created": "soon", "data": {"object": {}}}',
+                                  b"[" * 100_000 + b"]" * 100_000],
+                         ids=["array", "string", "number", "null", "data array", "object array", "created string",
+                              "deep nesting"])
+def test_a_correctly_signed_body_that_is_not_an_event_is_a_400_in_the_json_error_shape(
+        stripe_on: FakeServer, client: Any, body: bytes) -> None:
+    import stripe
+
+    header = stripe.WebhookSignature.generate_signature_header(body.decode(), WHSEC)
+    response = client.post("/webhooks/stripe", data=body, content_type="application/json",
+                           HTTP_STRIPE_SIGNATURE=header)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_event"
+    assert response.json()["error"]["message"]
+    assert not StripeEvent.objects.exists()
+
+
 def test_an_event_for_a_session_that_is_not_ours_is_acknowledged_and_ignored(stripe_on: FakeServer, owner: Any,
                                                                             client: Any) -> None:
     obj = session_object("cs_test_elsewhere", user_id=owner.pk, pack="starter-500", amount_total=500)
