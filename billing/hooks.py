@@ -16,7 +16,8 @@ from billing.models import UsageDaily
 # Budgets move with the hold: budget_hold in the submit's transaction (may raise BudgetExceeded),
 # budget_settle next to hold_settle, budget_release next to hold_release, budget_resize next to
 # hold_resize. See billing/budgets.py.
-__all__ = ["BudgetExceeded", "budget_hold", "budget_release", "budget_resize", "budget_settle", "usage_record"]
+__all__ = ["BudgetExceeded", "budget_hold", "budget_release", "budget_resize", "budget_settle", "usage_cost_record",
+           "usage_record"]
 
 
 def usage_record(*, generation: Any, succeeded: bool, credits: int, provider_cost_usd: Decimal | None) -> None:
@@ -36,3 +37,20 @@ def usage_record(*, generation: Any, succeeded: bool, credits: int, provider_cos
                                       provider_cost_usd=provider_cost_usd or Decimal(0))
     except IntegrityError:  # another worker created today's row first
         UsageDaily.objects.filter(**key).update(**changes)
+
+
+def usage_cost_record(*, generation: Any, provider_cost_usd: Decimal) -> None:
+    """Add what a provider billed for work that is not counted as a finished generation: a canceled
+    job (Replicate bills the time a canceled prediction ran) or a failed attempt that is retried. The
+    day's provider spend, and so the admin's margin report, stays true; the job counts are untouched."""
+    if not provider_cost_usd:
+        return
+    key = {"day": timezone.localdate(), "user_id": generation.user_id, "project_id": generation.project_id,
+           "model": generation.model_id}
+    if UsageDaily.objects.filter(**key).update(provider_cost_usd=F("provider_cost_usd") + provider_cost_usd):
+        return
+    try:
+        with transaction.atomic():
+            UsageDaily.objects.create(**key, provider=generation.provider, provider_cost_usd=provider_cost_usd)
+    except IntegrityError:  # another worker created today's row first
+        UsageDaily.objects.filter(**key).update(provider_cost_usd=F("provider_cost_usd") + provider_cost_usd)

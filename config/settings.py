@@ -359,6 +359,10 @@ SPECTACULAR_SETTINGS = {
 CREDITS_PER_USD = env_int("CREDITS_PER_USD", 100)  # one credit is one US cent at the default rate
 GENERATION_POLL_INTERVAL = float(os.environ.get("GENERATION_POLL_INTERVAL", "0.25"))
 GENERATION_MAX_ATTEMPTS = env_int("GENERATION_MAX_ATTEMPTS", 3)
+# After asking a provider to stop a job (the user's cancel, or the model's timeout), the runner polls on
+# for at most this long (never longer than the model's timeout) to learn how it ended: a cancel is a
+# request, and a job that finishes anyway is delivered and charged (docs/providers/fal.md, "Cancel").
+GENERATION_CANCEL_GRACE = timedelta(seconds=env_int("GENERATION_CANCEL_GRACE_SECONDS", 300))
 STALE_RUNNING_AFTER = timedelta(seconds=env_int("STALE_RUNNING_AFTER_SECONDS", 120))
 STALE_QUEUED_AFTER = timedelta(seconds=env_int("STALE_QUEUED_AFTER_SECONDS", 300))
 

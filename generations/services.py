@@ -7,16 +7,16 @@ import io
 import logging
 import time
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from billing.hooks import budget_hold, budget_release, budget_settle, usage_record
+from billing.hooks import budget_hold, budget_release, budget_settle, usage_cost_record, usage_record
 from billing.limits import credits_per_usd_for, rate_limit_check
 from billing.services import credits_hold, hold_release, hold_settle
 from config.errors import Conflict, InvalidRequest, ServiceError
@@ -271,13 +271,24 @@ def _cancel_unattended(generation_id: Any, *, status: str, heartbeat_at: Any = N
 
 
 def _finish_without_charge(generation: Generation, *, status: str, code: str = "", message: str = "",
-                           logs: list[dict[str, str]] | None = None) -> bool:
+                           logs: list[dict[str, str]] | None = None,
+                           provider_cost_usd: Decimal | None = None) -> bool:
     """Move a running job to failed or canceled and release its hold. Only one caller can win.
-    `logs` is the runner's full log (it writes them with the status); others append a line."""
+    `logs` is the runner's full log (it writes them with the status); others append a line.
+
+    `provider_cost_usd` is what the provider reports it billed for the work anyway (Replicate bills the
+    time a failed or canceled prediction ran, https://replicate.com/docs/topics/predictions/lifecycle;
+    OpenRouter may bill a prompt that produced nothing). The user is not charged, but the cost is kept
+    on the row and in the day's rollup, so the admin's margin report counts it."""
     note = "Canceled." if status == Status.CANCELED else f"Failed: {message}"
     line = f"{note} Nothing was charged; the hold was released."
+    cost = _usd(provider_cost_usd)
+    if cost:
+        line += f" The provider reported ${cost} for the work it did; you are not charged for it."
     changes: dict[str, Any] = {"status": status, "error_code": code[:40], "error_message": message,
                                "finished_at": timezone.now(), "queue_position": None}
+    if cost is not None:
+        changes["provider_cost_usd"] = _cost_added(cost)
     if logs is not None:
         changes["logs"] = (logs + [_log_line(line)])[-MAX_LOG_LINES:]
     with transaction.atomic():
@@ -286,10 +297,23 @@ def _finish_without_charge(generation: Generation, *, status: str, code: str = "
             hold_release(reference=generation.hold_reference)
             budget_release(generation=generation)
             if status == Status.FAILED:
-                usage_record(generation=generation, succeeded=False, credits=0, provider_cost_usd=None)
+                usage_record(generation=generation, succeeded=False, credits=0, provider_cost_usd=cost)
+            elif cost:
+                # Canceled jobs are not usage, but what the provider billed for them is spend.
+                usage_cost_record(generation=generation, provider_cost_usd=cost)
     if done and logs is None:
         _append_log(generation.pk, line)
     return bool(done)
+
+
+def _usd(cost: Decimal | None) -> Decimal | None:
+    """A provider's cost rounded up to the micro-dollar, as pricing.actual rounds a success's."""
+    return None if cost is None else Decimal(cost).quantize(Decimal("0.000001"), rounding=ROUND_CEILING)
+
+
+def _cost_added(cost: Decimal) -> Any:
+    """The row's provider cost plus this attempt's: a job retried after a billed failure keeps both."""
+    return Coalesce(F("provider_cost_usd"), Value(Decimal(0))) + Value(cost)
 
 
 def generation_fail(*, generation_id: Any, code: str, message: str) -> bool:
@@ -352,8 +376,10 @@ class _Run:
         self.cancel_checked = now
         return bool(Generation.objects.filter(pk=self.generation.pk).values_list("cancel_requested", flat=True).first())
 
-    def finish_without_charge(self, *, status: str, code: str = "", message: str = "") -> bool:
-        return _finish_without_charge(self.generation, status=status, code=code, message=message, logs=self.logs)
+    def finish_without_charge(self, *, status: str, code: str = "", message: str = "",
+                              provider_cost_usd: Decimal | None = None) -> bool:
+        return _finish_without_charge(self.generation, status=status, code=code, message=message, logs=self.logs,
+                                      provider_cost_usd=provider_cost_usd)
 
 
 def generation_run(generation_id: Any) -> None:
@@ -425,6 +451,10 @@ def _execute(generation: Generation, *, resuming: bool) -> None:
                                          usage={"retry_after": wait}), forget_request=True, refund_attempt=True)
             return
     started = time.monotonic()
+    # Why the runner asked the provider to stop the job ("cancel": the user's; "timeout": the model's
+    # limit), and until when it waits for the provider to say how the job ended.
+    stop, stop_by = "", timezone.now()
+    prepared: list[tuple[Any, Any, int]] = []
     try:
         reused = bool(generation.provider_request_id)
         if reused:
@@ -441,7 +471,7 @@ def _execute(generation: Generation, *, resuming: bool) -> None:
                 return
         while True:
             status = provider.poll(job)
-            if reused and status.state == "failed" and status.error_code == "lost":
+            if reused and not stop and status.state == "failed" and status.error_code == "lost":
                 # The provider no longer knows the request (the local provider's jobs die with the
                 # worker process that ran them): submit it afresh, within this attempt.
                 run.log("The previous request was lost with its worker; submitting again.")
@@ -451,21 +481,24 @@ def _execute(generation: Generation, *, resuming: bool) -> None:
                 # Adapters keep their place in job.data (e.g. how much of a log they have returned);
                 # saved with the next write so a retried or resumed attempt carries on from there.
                 run.dirty["provider_data"] = generation.provider_data = dict(job.data)
-            if status.terminal:
-                run.record(status)
-                break
             run.record(status)
-            if run.cancel_requested():
-                run.log("Cancel requested; stopping the job at the provider.")
-                if not provider.cancel(job):
-                    run.log("The provider could not stop the job; it may still bill for it.")
-                run.finish_without_charge(status=Status.CANCELED)
-                return
-            if timezone.now() > deadline:
-                provider.cancel(job)
-                run.finish_without_charge(status=Status.FAILED, code="timeout",
-                                          message=f"The job took longer than {generation.model.timeout_seconds}s.")
-                return
+            if status.terminal:
+                break
+            if not stop:
+                if run.cancel_requested():
+                    stop = "cancel"
+                elif timezone.now() > deadline:
+                    stop = "timeout"
+                if stop:
+                    stop_by = _stop_at_provider(run, provider, job, reason=stop)
+            elif timezone.now() > stop_by:
+                # Never hold a cancel forever: past the grace the job is given up on. The provider may
+                # still finish (and bill) it; the log says so.
+                run.log("The provider had not ended the job "
+                        f"{_stop_grace(generation):.0f}s after it was asked to stop; giving up on it. It may "
+                        "still finish upstream and be billed there.")
+                status = ProviderStatus(state="canceled")
+                break
             time.sleep(settings.GENERATION_POLL_INTERVAL)
         prepared = _fetch_outputs(provider, status) if status.state == "succeeded" else []
         call_failed = False
@@ -477,24 +510,83 @@ def _execute(generation: Generation, *, resuming: bool) -> None:
                                 retryable=exc.retryable)
         if exc.retry_after:
             status.usage["retry_after"] = exc.retry_after
-    if status.state in ("succeeded", "failed"):
+    if status.state == "succeeded" or (status.state == "failed" and not stop):
         record_outcome(provider=generation.provider, model=generation.model_id, ok=status.state == "succeeded",
                        transient=status.retryable, error_code=status.error_code,
                        latency_ms=(time.monotonic() - started) * 1000)
-    if status.state == "succeeded":
+    if stop or generation.cancel_requested:
+        # Asked to stop (or, for a parked webhook job, the user's cancel came while nobody was polling):
+        # however it ended, it is not retried.
+        _finish_stopped(run, status, prepared, reason=stop or "cancel", call_failed=call_failed)
+    elif status.state == "succeeded":
         _succeed(run, status, prepared)
     elif status.state == "canceled":
-        run.finish_without_charge(status=Status.CANCELED)
+        run.finish_without_charge(status=Status.CANCELED, provider_cost_usd=status.cost_usd)
     elif status.retryable and (generation.attempts >= settings.GENERATION_MAX_ATTEMPTS
                                or circuit_open_for(generation.provider)) and _switch_to_fallback(
-                                   run, reason=status.error_code or "transient"):
+                                   run, reason=status.error_code or "transient", provider_cost_usd=status.cost_usd):
         return
     elif status.retryable and generation.attempts < settings.GENERATION_MAX_ATTEMPTS:
         # Retrying a failed call re-uses the provider's request; a job that failed upstream is submitted again.
         _requeue(run, status, forget_request=not call_failed)
     else:
         run.finish_without_charge(status=Status.FAILED, code=status.error_code or "provider_error",
-                                  message=status.error_message or "The provider reported a failure.")
+                                  message=status.error_message or "The provider reported a failure.",
+                                  provider_cost_usd=status.cost_usd)
+
+
+def _stop_grace(generation: Generation) -> float:
+    """How long the runner keeps polling a job it asked the provider to stop: GENERATION_CANCEL_GRACE,
+    never more than the model's own time limit."""
+    return min(settings.GENERATION_CANCEL_GRACE.total_seconds(), float(generation.model.timeout_seconds))
+
+
+def _stop_at_provider(run: _Run, provider: Any, job: ProviderJob, *, reason: str) -> Any:
+    """Ask the provider to stop the job, and return until when to keep polling for how it ended.
+
+    A cancel is a request, not a stop: fal answers 202 CANCELLATION_REQUESTED for a running request and
+    the app may still finish, and fal bills successful outputs; 400 ALREADY_COMPLETED means the result
+    is waiting (https://fal.ai/docs/inference-api/queue/cancel). Replicate bills the time a canceled
+    prediction ran (https://replicate.com/docs/topics/predictions/lifecycle). So the runner does not end
+    the job here: it polls on until the provider reports a terminal state (see _finish_stopped)."""
+    generation = run.generation
+    if reason == "cancel":
+        run.log("Cancel requested; asking the provider to stop the job.")
+    else:
+        run.log(f"The job took longer than {generation.model.timeout_seconds}s; asking the provider to stop it.")
+    grace = _stop_grace(generation)
+    if provider.cancel(job):
+        run.log(f"The provider accepted the cancel; waiting up to {grace:.0f}s for the job to end "
+                "(it may still finish).")
+    else:
+        run.log(f"The provider did not accept the cancel (the job may have finished already); waiting up to "
+                f"{grace:.0f}s for its result.")
+    run.flush()
+    return timezone.now() + timedelta(seconds=grace)
+
+
+def _finish_stopped(run: _Run, status: ProviderStatus, prepared: list[tuple[Any, Any, int]], *, reason: str,
+                    call_failed: bool) -> None:
+    """End a job the provider was asked to stop, by how the provider says it ended.
+
+    The rule (docs/providers/fal.md, "Cancel"): a job the provider finished anyway produced outputs that
+    were billed upstream, so they are stored and the user is charged as for a success. A job that ended
+    canceled or failed is charged nothing; whatever the provider reports it billed is recorded on the row
+    and in the rollup, so the margin report is true."""
+    generation = run.generation
+    if status.state == "succeeded":
+        when = "before the cancel took effect" if reason == "cancel" else "after its time limit, before the cancel took effect"
+        _succeed(run, status, prepared, note=f"The provider finished {when}; outputs stored and charged.")
+        return
+    if status.state == "failed":
+        what = "could not be asked how the job ended" if call_failed else "reported the job failed"
+        run.log(f"After the stop request the provider {what}: {status.error_message or status.error_code}")
+    if reason == "cancel":
+        run.finish_without_charge(status=Status.CANCELED, provider_cost_usd=status.cost_usd)
+    else:
+        run.finish_without_charge(status=Status.FAILED, code="timeout",
+                                  message=f"The job took longer than {generation.model.timeout_seconds}s.",
+                                  provider_cost_usd=status.cost_usd)
 
 
 def _fetch_outputs(provider: Any, status: ProviderStatus) -> list[tuple[Any, Any, int]]:
@@ -515,10 +607,11 @@ def _fetch_outputs(provider: Any, status: ProviderStatus) -> list[tuple[Any, Any
     return prepared
 
 
-def _switch_to_fallback(run: _Run, *, reason: str) -> bool:
+def _switch_to_fallback(run: _Run, *, reason: str, provider_cost_usd: Decimal | None = None) -> bool:
     """Move a transiently failing job to its next fallback model that is active, healthy, runnable by
     this user, accepts the job's inputs, and that the user can pay for (its hold is resized first).
-    Re-queues the job on the new model and returns True; False when no fallback fits."""
+    Re-queues the job on the new model and returns True; False when no fallback fits. What the provider
+    reports it billed for the failed attempt (`provider_cost_usd`) is kept on the row and in the rollup."""
     from billing.hooks import BudgetExceeded, budget_resize
     from billing.services import InsufficientCredits, hold_resize
 
@@ -557,7 +650,8 @@ def _switch_to_fallback(run: _Run, *, reason: str) -> bool:
                 Generation.objects.filter(pk=generation.pk).update(credits_held=held,
                                                                    budget_usage_ids=budget_usage_ids)
         except InsufficientCredits:
-            run.log(f"Fallback {model.id} would need {held} credits, more than are available; skipped.")
+            run.log(f"Fallback {model.id} would need {pricing.credits_display(held)}, more than are available; "
+                    "skipped.")
             continue
         except BudgetExceeded as exc:
             run.log(f"Fallback {model.id} skipped: {exc.message}")
@@ -565,11 +659,16 @@ def _switch_to_fallback(run: _Run, *, reason: str) -> bool:
         run.log(f"{generation.model_id} failed ({reason}); switching to fallback {model.id} "
                 f"({pricing.credits_display(held)} held).")
         used_entry = {"from": generation.model_id, "to": model.id, "reason": reason, "t": timezone.now().isoformat()}
-        moved = Generation.objects.filter(pk=generation.pk, status=Status.RUNNING).update(
-            status=Status.QUEUED, model=model, provider=model.provider, price_card=model.current_price,
-            inputs=filled, key_source=access.key_source, credits_estimated=credits, credits_held=held,
-            cost_usd_estimated=estimate.cost_usd, provider_request_id="", provider_data={}, attempts=0,
-            fallbacks_used=[*generation.fallbacks_used, used_entry], logs=run.logs, heartbeat_at=timezone.now())
+        cost = _attempt_cost_note(run, provider_cost_usd)
+        with transaction.atomic():
+            moved = Generation.objects.filter(pk=generation.pk, status=Status.RUNNING).update(
+                status=Status.QUEUED, model=model, provider=model.provider, price_card=model.current_price,
+                inputs=filled, key_source=access.key_source, credits_estimated=credits, credits_held=held,
+                cost_usd_estimated=estimate.cost_usd, provider_request_id="", provider_data={}, attempts=0,
+                fallbacks_used=[*generation.fallbacks_used, used_entry], logs=run.logs, heartbeat_at=timezone.now(),
+                **({"provider_cost_usd": _cost_added(cost)} if cost else {}))
+            if moved and cost:
+                usage_cost_record(generation=generation, provider_cost_usd=cost)  # on the model that ran it
         if moved:
             gid = str(generation.pk)
             transaction.on_commit(lambda gid=gid: _dispatch(gid))
@@ -592,11 +691,30 @@ def _requeue(run: _Run, status: ProviderStatus, *, forget_request: bool, refund_
         changes["attempts"] = F("attempts") - 1
     if forget_request:
         changes.update(provider_request_id="", provider_data={})
-    if Generation.objects.filter(pk=generation.pk, status=Status.RUNNING).update(**changes):
+    cost = _attempt_cost_note(run, status.cost_usd)
+    if cost:
+        changes["provider_cost_usd"] = _cost_added(cost)
+    with transaction.atomic():
+        moved = Generation.objects.filter(pk=generation.pk, status=Status.RUNNING).update(**changes)
+        if moved and cost:
+            usage_cost_record(generation=generation, provider_cost_usd=cost)
+    if moved:
         raise RetryLater(countdown)
 
 
-def _succeed(run: _Run, status: ProviderStatus, prepared: list[tuple[Any, Any, int]]) -> None:
+def _attempt_cost_note(run: _Run, cost: Decimal | None) -> Decimal | None:
+    """A failed attempt that goes back to the queue may still have been billed (OpenRouter's empty
+    answers, Replicate's failed predictions): its cost, rounded, with a line in the job's log."""
+    cost = _usd(cost)
+    if cost:
+        run.log(f"The provider reported ${cost} for the failed attempt; you are not charged for it.")
+    return cost
+
+
+def _succeed(run: _Run, status: ProviderStatus, prepared: list[tuple[Any, Any, int]], *, note: str = "") -> None:
+    """Store the outputs and settle the charge. `note` is logged first (e.g. that the provider finished
+    after the user asked to cancel). The row's provider cost adds this attempt's to any billed failures
+    before it."""
     from generations.ingest import outputs_store
 
     generation = run.generation
@@ -619,6 +737,8 @@ def _succeed(run: _Run, status: ProviderStatus, prepared: list[tuple[Any, Any, i
             charged = hold_settle(reference=generation.hold_reference, amount=credits,
                                   memo=f"{generation.model_id} generation {generation.pk}")
             budget_settle(generation=generation, charged=charged)
+            if note:
+                run.log(note)
             if credits > charged:
                 run.log(f"Actual cost came to {pricing.credits_display(credits)}, above the "
                         f"{pricing.credits_display(charged)} held; you are charged {charged}.")
@@ -626,12 +746,17 @@ def _succeed(run: _Run, status: ProviderStatus, prepared: list[tuple[Any, Any, i
             usage_record(generation=generation, succeeded=True, credits=charged, provider_cost_usd=cost)
             Generation.objects.filter(pk=generation.pk).update(
                 status=Status.SUCCEEDED, progress=100, finished_at=timezone.now(), credits_charged=charged,
-                provider_cost_usd=cost, queue_position=None, logs=run.logs)
+                provider_cost_usd=_cost_added(cost), queue_position=None, logs=run.logs)
     except Exception as exc:
         for asset in stored:
             asset.file.storage.delete(asset.file.name)
         if isinstance(exc, ProviderError):
-            run.finish_without_charge(status=Status.FAILED, code=exc.code, message=exc.message)
+            # The provider finished, so it billed the outputs even though they could not be kept: its
+            # reported cost, else the estimate (fal reports none; it bills successful outputs).
+            billed = status.cost_usd if status.cost_usd is not None else (
+                generation.cost_usd_estimated if prepared else None)
+            run.finish_without_charge(status=Status.FAILED, code=exc.code, message=exc.message,
+                                      provider_cost_usd=billed)
             return
         raise
 

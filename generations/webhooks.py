@@ -16,6 +16,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from config.client_ip import client_ip
 from generations.models import Generation, Status
 from generations.providers.base import WebhookRejected
 from generations.providers.registry import PROVIDERS, get_provider
@@ -38,7 +39,9 @@ def provider_webhook(request: HttpRequest, provider: str) -> HttpResponse:
     if len(body) > MAX_WEBHOOK_BYTES:
         return JsonResponse({"error": {"code": "too_large", "message": "Body too large."}}, status=413)
     try:
-        event = adapter.parse_webhook({k.lower(): v for k, v in request.headers.items()}, body)
+        # `source` lets an adapter rate limit per sender what a bad signature may cost (fal's JWKS refetch).
+        event = adapter.parse_webhook({k.lower(): v for k, v in request.headers.items()}, body,
+                                      source=client_ip(request))
     except WebhookRejected as exc:
         logger.warning("refused %s webhook: %s", provider, exc)
         return JsonResponse({"error": {"code": "invalid_signature", "message": str(exc)}}, status=400)

@@ -96,7 +96,10 @@ class ProviderStatus:
     logs: list[str] = field(default_factory=list)  # new lines since the previous poll
     outputs: list[Output] = field(default_factory=list)
     usage: dict[str, Any] = field(default_factory=dict)  # units actually used, e.g. {"images": 1}
-    cost_usd: Decimal | None = None  # the provider's own reported cost, when it gives one
+    # The provider's own reported cost, when it gives one, on *any* terminal state: failed and canceled
+    # work can be billed too (Replicate bills the time a failed or canceled prediction ran). The runner
+    # records it whatever the user is charged, so the margin report is true.
+    cost_usd: Decimal | None = None
     error_code: str = ""
     error_message: str = ""
     retryable: bool = False
@@ -129,8 +132,15 @@ class Provider(Protocol):
     - `check_credentials(credentials)`: one cheap authenticated call; raises ProviderError(code=
       "invalid_key") when the provider rejects the key. Used when a user saves a key and by
       `manage.py provider_check`.
-    - `parse_webhook(headers, body) -> WebhookEvent`: verify a callback as the provider documents and
-      decode it; raise WebhookRejected otherwise. Only providers that sign their webhooks have it.
+    - `parse_webhook(headers, body, *, source="") -> WebhookEvent`: verify a callback as the provider
+      documents and decode it; raise WebhookRejected otherwise. `source` is the sender's address, for
+      per-sender limits on what a bad signature may cost (fal refetches its keys). Only providers that
+      sign their webhooks have it.
+
+    `cancel(job)` asks the provider to stop the job and returns True when it accepted the request. It is
+    a request, not a stop: the job may still finish (fal: 202 then the app completes; 400
+    ALREADY_COMPLETED), so the runner keeps polling to a terminal state afterwards, for at most
+    GENERATION_CANCEL_GRACE, and delivers a result that arrives. It never raises.
     """
 
     name: str

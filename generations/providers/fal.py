@@ -80,7 +80,12 @@ SUBMIT_TIMEOUT_SECONDS = 30.0  # the SDK's default is 120 s; status/result/cance
 # Webhook verification (reference §1.4).
 WEBHOOK_TOLERANCE_SECONDS = 300
 JWKS_CACHE_SECONDS = 24 * 3600
-JWKS_REFRESH_MIN_SECONDS = 600  # an unknown key triggers at most one JWKS refetch per 10 minutes
+# A signature no cached key verifies triggers a JWKS refetch (fal may have rotated its keys) at most once
+# per JWKS_REFRESH_MIN_SECONDS *per source address*, so forged webhooks from one place cannot use up the
+# refetch a genuine webhook signed with a new key needs; and at most JWKS_REFRESH_MAX_PER_WINDOW times in
+# that window from all sources together, so a flood cannot turn us into a JWKS hammer.
+JWKS_REFRESH_MIN_SECONDS = 600
+JWKS_REFRESH_MAX_PER_WINDOW = 30
 
 OUTPUT_KINDS = ("image", "video", "audio", "text", "mesh", "other")
 MESH_MIMES = {"model/gltf-binary": ".glb", "model/obj": ".obj"}
@@ -530,8 +535,14 @@ class FalProvider:
         return lines
 
     def cancel(self, job: ProviderJob, *, credentials: dict[str, str] | None = None) -> bool:
-        """PUT the cancel URL. Never raises: the caller is already stopping the job, and a failed
-        cancel only means fal may finish (and bill) it. False when fal says it already completed."""
+        """PUT the cancel URL: a request, not a stop (https://fal.ai/docs/inference-api/queue/cancel).
+        A queued request is removed; a running one answers 202 CANCELLATION_REQUESTED and its app is
+        signalled, but "the model app decides how to stop the work" and may finish, and fal bills
+        successful outputs; 400 ALREADY_COMPLETED means the result is waiting at the response URL. So
+        the runner polls on after this either way, and stores a result that arrives.
+
+        True when fal accepted the request (2xx), False when it refused (already completed, unknown)
+        or could not be reached. Never raises."""
         try:
             client = fal_client_for(self._api_key(credentials or job.credentials, job.request_id))
             client.handle(job.data, job.request_id).cancel()
@@ -545,8 +556,10 @@ class FalProvider:
 
     # webhooks ------------------------------------------------------------------------------------
 
-    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
-        """Verify fal's ED25519 webhook signature (reference §1.4) and decode the callback."""
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes, *, source: str = "") -> WebhookEvent:
+        """Verify fal's ED25519 webhook signature (reference §1.4) and decode the callback. `source` is
+        the sender's address: a signature no cached key verifies refetches the keys at most once per
+        window per source (see `_verify`)."""
         request_id = _header(headers, "x-fal-webhook-request-id")
         user_id = _header(headers, "x-fal-webhook-user-id")
         timestamp = _header(headers, "x-fal-webhook-timestamp")
@@ -561,7 +574,7 @@ class FalProvider:
         if abs(time.time() - sent_at) > WEBHOOK_TOLERANCE_SECONDS:
             raise WebhookRejected("fal webhook timestamp is outside the allowed window")
         message = "\n".join([request_id, user_id, timestamp, hashlib.sha256(body).hexdigest()]).encode()
-        if not self._verify(message, signature):
+        if not self._verify(message, signature, source=source):
             raise WebhookRejected("fal webhook signature does not verify")
         try:
             event = json.loads(body)
@@ -594,15 +607,17 @@ class FalProvider:
         return ProviderStatus(state="failed", error_code=mapped.code, error_message=mapped.message,
                               retryable=mapped.retryable)
 
-    def _verify(self, message: bytes, signature: bytes) -> bool:
+    def _verify(self, message: bytes, signature: bytes, *, source: str) -> bool:
         keys, fresh = self._jwks(force=False)
         if _any_key_verifies(keys, message, signature):
             return True
-        # Maybe fal rotated its keys since we cached them: refetch, but not on every forged request.
-        if not fresh and cache.add(f"fal:jwks-refresh:{_url_digest()}", True, JWKS_REFRESH_MIN_SECONDS):
-            keys, _ = self._jwks(force=True)
-            return _any_key_verifies(keys, message, signature)
-        return False
+        # Signed with a key we do not hold: fal rotated its keys since we cached them, or the request is
+        # forged. fal's webhooks name no key id (only the four X-Fal-Webhook-* headers), so "no cached
+        # key verifies" is the only sign of an unknown key; refetch then, rate limited per source.
+        if fresh or not _refetch_allowed(source):
+            return False
+        keys, _ = self._jwks(force=True)
+        return _any_key_verifies(keys, message, signature)
 
     @staticmethod
     def _jwks(*, force: bool) -> tuple[list[Ed25519PublicKey], bool]:
@@ -634,6 +649,28 @@ class FalProvider:
 
 def _url_digest() -> str:
     return hashlib.sha256(settings.FAL_JWKS_URL.encode()).hexdigest()[:16]
+
+
+def _refetch_allowed(source: str) -> bool:
+    """One JWKS refetch per source address per window, and a ceiling for all sources together.
+
+    The old single global slot let one forger, sending a bad signature every ten minutes, keep us from
+    ever refetching: a genuine webhook signed with a rotated key was refused until the 24 h cache ran
+    out (fal retries a webhook for 2 hours, and the sweep polls parked jobs, so it is a delay, not a
+    loss). Keyed per source, a forger only spends its own slot."""
+    digest = _url_digest()
+    who = hashlib.sha256((source or "unknown").encode()).hexdigest()[:16]
+    if not cache.add(f"fal:jwks-refresh:{digest}:{who}", True, JWKS_REFRESH_MIN_SECONDS):
+        return False
+    window = int(time.time() // JWKS_REFRESH_MIN_SECONDS)
+    total_key = f"fal:jwks-refresh-total:{digest}:{window}"
+    cache.add(total_key, 0, JWKS_REFRESH_MIN_SECONDS * 2)
+    try:
+        total = cache.incr(total_key)
+    except ValueError:  # expired between add and incr
+        cache.add(total_key, 1, JWKS_REFRESH_MIN_SECONDS * 2)
+        total = 1
+    return total <= JWKS_REFRESH_MAX_PER_WINDOW
 
 
 def _any_key_verifies(keys: list[Ed25519PublicKey], message: bytes, signature: bytes) -> bool:

@@ -8,10 +8,14 @@ installed SDK disagrees in docs/providers/replicate.md.
 - A prediction goes starting → processing → succeeded | failed | canceled. Replicate reports no queue
   position ("starting" covers both waiting for a worker and a cold boot), so we report `queued` without one.
 - `logs` is one growing string; each poll returns only the lines added since the previous poll (the
-  offset lives in `job.data`), and the last tqdm bar ("  45%|████▌     | 9/20") becomes the progress.
+  offset lives in `job.data`), and the last tqdm bar ("  45%|████▌     | 9/20", or with a description,
+  "Sampling:  45%|████▌     | 9/20") becomes the progress; bars are never copied into the log.
 - Replicate reports no price. Models billed by GPU time carry `config.usd_per_second` (their hardware's
-  price on replicate.com/pricing) and we report `metrics.predict_time` × that as the cost; models
-  billed per output report `usage["units"]` (outputs delivered) and the price card does the rest.
+  price on replicate.com/pricing) and we report `metrics.predict_time` × that as the cost, on failed
+  and canceled predictions too: Replicate bills the time they ran
+  (https://replicate.com/docs/topics/predictions/lifecycle). Models billed per output report
+  `usage["units"]` (outputs delivered) and the price card does the rest; a failed or canceled one
+  delivered nothing and reports no cost.
 - Outputs are https URLs on replicate.delivery (returned as `Output(url=...)`, fetched at once by
   generations.fetch because Replicate deletes them after an hour) or `data:` URIs (decoded here).
 """
@@ -85,8 +89,11 @@ STATES: dict[str, State] = {
     "canceled": "canceled",
 }
 
-# A tqdm bar as models print it: "  45%|████▌     | 9/20 [00:04<00:05, 2.1it/s]".
-TQDM_LINE = re.compile(r"^\s*(\d{1,3})%\|")
+# A tqdm bar as models print it, `{desc}: {percentage:3.0f}%|{bar}| {n}/{total} [...]` with the
+# description optional (tqdm's default bar_format, l_bar = "{desc}: {percentage:3.0f}%|"):
+# "  45%|████▌     | 9/20 [00:04<00:05, 2.1it/s]" or "Sampling:  50%|█████     | 2/4 [00:01<00:01]".
+# The "| n/total" part keeps an ordinary line such as "accuracy: 95%|" from reading as a bar.
+TQDM_LINE = re.compile(r"^\s*(?:[^|\r\n]*?:\s*)?(\d{1,3})%\|[^|]*\|\s*\d+/\d+")
 
 # Replicate's wording when the platform (not the model) lost a prediction, e.g. a preempted worker:
 # "Prediction interrupted; please retry (code: PA)". Anything else from a failed prediction is the
@@ -358,10 +365,12 @@ def _status(prediction: Prediction, data: dict[str, Any]) -> ProviderStatus:
         status.usage, status.cost_usd = _cost(prediction, data.get("usd_per_second"))
         if data.get("count_outputs"):
             status.usage["units"] = len(status.outputs)
+    elif state == "canceled":
+        status.usage, status.cost_usd = _cost(prediction, data.get("usd_per_second"))
     elif state == "failed":
         message = (prediction.error or "").strip() or "The model failed without saying why."
         status.error_message = message
-        status.usage, _ = _cost(prediction, None)
+        status.usage, status.cost_usd = _cost(prediction, data.get("usd_per_second"))
         if TRANSIENT_FAILURE.search(message):
             status.error_code, status.retryable = "interrupted", True
         elif CONTENT_POLICY.search(message):
@@ -406,24 +415,27 @@ class ReplicateProvider:
         return _status(prediction, job.data)
 
     def cancel(self, job: ProviderJob, *, credentials: dict[str, str] | None = None) -> bool:
-        """True when Replicate confirms the cancel. Never raises: the runner cancels on its way out
-        (user cancel, timeout) and releases the hold whatever happens here."""
+        """`POST /v1/predictions/{id}/cancel`. True when Replicate took the cancel (the prediction was
+        not already over), False otherwise. Never raises. The runner polls on afterwards: a canceled
+        prediction that had started reports the `predict_time` it is billed for, and one that finished
+        first is delivered."""
         try:
             client = _client_for(_key_for(job, credentials or job.credentials))
             prediction = _call(client.predictions.cancel, job.request_id)
         except ProviderError as exc:
             logger.warning("replicate cancel of %s failed: %s", job.request_id, exc.message)
             return False
-        return prediction.status == "canceled"
+        return prediction.status not in ("succeeded", "failed")
 
     def check_credentials(self, credentials: dict[str, str] | None) -> None:
         """`GET /v1/account`, the cheapest authenticated call; raises ProviderError("invalid_key")."""
         client = _client_for(_token(credentials))
         _call(client.accounts.current)
 
-    def parse_webhook(self, headers: Mapping[str, str], body: bytes | str) -> WebhookEvent:
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes | str, *, source: str = "") -> WebhookEvent:
         """Verify with the SDK's own verifier (replicate/webhook.py), then decode the prediction.
-        https://replicate.com/docs/topics/webhooks/verify-webhook"""
+        https://replicate.com/docs/topics/webhooks/verify-webhook. `source` (the sender's address) is
+        not needed: the HMAC secret is local, so a bad signature costs no network call."""
         secret = settings.REPLICATE_WEBHOOK_SECRET
         if not secret:
             raise WebhookRejected("REPLICATE_WEBHOOK_SECRET is not set, so no webhook can be verified.")

@@ -13,8 +13,22 @@ followed by `fal_fake_setup(server)`). Tests script it through `server.state`:
                      scripted HTTP failures for the next calls: {"status", "body", "headers"}
     signing_key      the Ed25519 key webhooks are signed with; jwks_keys: the keys the JWKS serves
 
+Outcome options (keys of an `outcomes` entry, besides `kind`), for how a job meets a cancel and what
+its result looks like:
+
+    after_cancel     what the app does with a cancel of a running request, after fal's 202
+                     CANCELLATION_REQUESTED: "stop" (default: the request completes as client_cancelled)
+                     or "finish" (it ignores the signal, runs its remaining progress polls and completes
+                     normally, outputs billed)
+    completes_before_cancel
+                     the app finishes while the cancel is in flight: the cancel answers 400
+                     ALREADY_COMPLETED and the result waits at the response URL
+    bare_files       output Files carry only `url` and `file_size` (no content_type, no file_name)
+    opaque_urls      output URLs end in an id with no file extension
+
 It records: server.requests (every request), state["jobs"] (id → input, webhook, outputs),
-state["canceled"] (ids whose cancel arrived), state["uploads"] (CDN uploads: url → bytes).
+state["canceled"] (ids whose cancel was accepted), state["cancel_answers"] (id → the cancel's HTTP
+status, in order), state["uploads"] (CDN uploads: url → bytes).
 """
 
 from __future__ import annotations
@@ -279,6 +293,7 @@ class FalFake(JSONHandler):
         arguments = job["input"] or {}
         field = RESULT_SHAPES.get(job["endpoint"], "images")
         sync = bool(arguments.get("sync_mode"))
+        outcome = job["outcome"]
 
         def file(data: bytes, content_type: str, name: str, **extra: Any) -> dict[str, Any]:
             job["outputs"].append(data)
@@ -286,8 +301,16 @@ class FalFake(JSONHandler):
                 # sync_mode: "the media will be returned as a data URI" (per-model schemas, reference §1.3).
                 url = f"data:{content_type};base64,{base64.b64encode(data).decode()}"
             else:
-                url = f"{self._base()}/files/out/{request_id}/{name}"
+                # fal CDN URLs usually end in a file name, but nothing promises an extension
+                # (e.g. https://v3.fal.media/files/<bucket>/<id>); `opaque_urls` serves them without one.
+                path_name = uuid.uuid4().hex if outcome.get("opaque_urls") else name
+                url = f"{self._base()}/files/out/{request_id}/{path_name}"
                 self.server.state["files"][urlsplit(url).path] = (data, content_type)
+            if outcome.get("bare_files"):
+                # Only `url` is sure to be there: the webhooks doc's result example has a File with no
+                # file_name or file_size (https://docs.fal.ai/model-endpoints/webhooks, reference §1.4),
+                # and no fal doc promises content_type on every model's output either.
+                return {"url": url, "file_size": len(data)}
             return {"url": url, "content_type": content_type, "file_name": name, "file_size": len(data), **extra}
 
         result: dict[str, Any]
@@ -317,19 +340,38 @@ class FalFake(JSONHandler):
 
     def _cancel(self, request_id: str) -> None:
         # PUT .../requests/{id}/cancel: 202 CANCELLATION_REQUESTED, 400 ALREADY_COMPLETED, 404 NOT_FOUND
-        # (https://docs.fal.ai/documentation/model-apis/inference/queue, "Cancel a request").
+        # (https://fal.ai/docs/inference-api/queue/cancel). A queued request is removed; a running one
+        # only gets a cancellation signal, and "the model app decides how to stop the work"
+        # (https://docs.fal.ai/documentation/development/handle-cancellations): it may finish anyway.
         if not self._authorized():
             return
-        job = self.server.state["jobs"].get(request_id)
+        state = self.server.state
+        job = state["jobs"].get(request_id)
         if job is None:
             self.send_json(404, {"status": "NOT_FOUND"})
             return
+        answers = state["cancel_answers"].setdefault(request_id, [])
+        if job["outcome"].get("completes_before_cancel") and job["state"] != "COMPLETED":
+            # The app finished while our cancel was on its way: fal keeps the result at the response URL.
+            job["state"] = "COMPLETED"
         if job["state"] == "COMPLETED":
+            answers.append(400)
             self.send_json(400, {"status": "ALREADY_COMPLETED"})
             return
-        job["canceled"] = True
-        job["state"] = "COMPLETED"
-        self.server.state["canceled"].append(request_id)
+        answers.append(202)
+        state["canceled"].append(request_id)
+        if job["state"] == "IN_QUEUE":
+            # Removed from the queue: it never runs (handle-cancellations, above).
+            job["canceled"] = True
+            job["state"] = "COMPLETED"
+        elif job["outcome"].get("after_cancel", "stop") == "stop":
+            # The app honours the signal: its request completes as cancelled at once.
+            job["canceled"] = True
+            job["state"] = "COMPLETED"
+        else:
+            # "finish": the app ignores the signal and runs its remaining progress polls to a normal
+            # result, which fal bills (https://fal.ai/docs/documentation/model-apis/pricing).
+            job["cancel_requested"] = True
         self.send_json(202, {"status": "CANCELLATION_REQUESTED"})
 
     # storage -----------------------------------------------------------------------------------------
@@ -405,7 +447,7 @@ def fal_fake_setup(server: FakeServer) -> FakeServer:
     signing_key = Ed25519PrivateKey.generate()
     server.state.update(
         base_url=server.url, keys={"test-key"}, queue_polls=1, progress_polls=2, outcomes=[], jobs={},
-        files={}, uploads={}, cdn_tokens=set(), canceled=[], fail_submit=[], fail_status=[], fail_result=[],
+        files={}, uploads={}, cdn_tokens=set(), canceled=[], cancel_answers={}, fail_submit=[], fail_status=[], fail_result=[],
         fail_token=[], signing_key=signing_key, jwks_keys=[signing_key], user_id="fal-user-7",
     )
     return server

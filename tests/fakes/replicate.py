@@ -19,6 +19,10 @@ Scripting, through `server.state` (see `ReplicateFake.install`):
         predict_time            metrics.predict_time on the terminal prediction
         data_uri                outputs as data: URIs instead of https URLs
         num_outputs             how many files a list-output model returns (default: input num_outputs)
+        bar_desc                a tqdm description before each progress bar ("Sampling" prints
+                                "Sampling:  50%|█████     | 2/4 [...]"), as diffusers pipelines print them
+        bar_redraws             tqdm redraws per processing poll, each ending in "\r" as tqdm redraws a
+                                bar in place (default 1, ending in "\n")
     state["versions"]          version id → "owner/name", for community models created by version
     state["webhook_secret"]    "whsec_<base64>", for GET /v1/webhooks/default/secret and signing
     state["predictions"]       id → the prediction as the fake holds it (read it in tests)
@@ -55,6 +59,8 @@ DEFAULT_PLAN: dict[str, Any] = {
     "predict_time": 2.5,
     "data_uri": False,
     "num_outputs": None,
+    "bar_desc": "",
+    "bar_redraws": 1,
 }
 
 # What each model returns, as its real output schema has it: "list" (flux-schnell's num_outputs),
@@ -337,8 +343,16 @@ class ReplicateFake(JSONHandler):
         if processing_step <= plan["processing_polls"]:
             done = processing_step * 4 // total
             bar = "█" * (done * 10 // 4)
-            # tqdm as cog models print it (see Prediction.Progress._pattern in replicate/prediction.py).
-            prediction["logs"] += f"{done * 100 // 4:3d}%|{bar:<10}| {done}/4 [00:0{done}<00:00,  2.00it/s]\n"
+            # tqdm as cog models print it (see Prediction.Progress._pattern in replicate/prediction.py);
+            # with a description, tqdm's default bar_format puts "{desc}: " before the percentage
+            # (l_bar = "{desc}: {percentage:3.0f}%|", https://tqdm.github.io/docs/tqdm/), and it redraws a
+            # bar in place with "\r" (tqdm's status_printer), so one poll may carry several redraws.
+            desc = f"{plan['bar_desc']}: " if plan["bar_desc"] else ""
+            redraws = max(1, plan["bar_redraws"])
+            for redraw in range(redraws):
+                end = "\n" if redraws == 1 else "\r"
+                prediction["logs"] += (f"{desc}{done * 100 // 4:3d}%|{bar:<10}| {done}/4 "
+                                       f"[00:0{done}<00:00,  2.{redraw:02d}it/s]{end}")
             return
         prediction["completed_at"] = _now()
         # metrics.predict_time appears on terminal predictions (ref §2.2).
@@ -380,6 +394,11 @@ class ReplicateFake(JSONHandler):
             prediction = record["prediction"]
             # Cancelling a running prediction makes it "canceled"; a finished one is returned as it is.
             if prediction["status"] in ("starting", "processing"):
+                if prediction["status"] == "processing":
+                    # One that had started is billed for the time it ran, reported as
+                    # metrics.predict_time (https://replicate.com/docs/topics/predictions/lifecycle,
+                    # "Canceled (started running): You pay for the time the prediction ran").
+                    prediction["metrics"] = {"predict_time": record["plan"]["predict_time"]}
                 prediction["status"] = "canceled"
                 prediction["completed_at"] = _now()
                 record["canceled_by_client"] = True

@@ -91,6 +91,8 @@ class ScriptedProvider:
         return ProviderJob(provider="local", request_id=f"req-{self.submits}")
 
     def poll(self, job: ProviderJob) -> ProviderStatus:
+        if self.canceled:  # a provider that honours the cancel reports the job canceled (cancel is a request)
+            return ProviderStatus(state="canceled")
         step = self.script.pop(0) if len(self.script) > 1 else self.script[0]
         if isinstance(step, Exception):
             raise step

@@ -219,6 +219,56 @@ def test_cancel_of_a_finished_job_says_false_and_does_not_raise(fal: FakeServer,
     assert fal.state["canceled"] == []
 
 
+def poll_until_running(provider: FalProvider, job: ProviderJob) -> None:
+    for _ in range(10):
+        if provider.poll(job).state == "running":
+            return
+    raise AssertionError("the job never started running")
+
+
+def test_a_202_on_a_running_request_is_only_a_request_and_the_app_may_still_finish_with_outputs(
+        fal: FakeServer, provider: FalProvider) -> None:
+    fal.state.update(progress_polls=3, outcomes=[{"kind": "success", "after_cancel": "finish"}])
+    job = provider.submit(catalog_model(SCHNELL), {"prompt": "x"}, credentials=None)
+    poll_until_running(provider, job)
+
+    assert provider.cancel(job) is True
+    assert fal.state["cancel_answers"][job.request_id] == [202]
+    statuses = run_to_end(provider, job)
+    assert [s.state for s in statuses] == ["running", "running", "succeeded"]
+    [output] = statuses[-1].outputs
+    assert output.url == f"{fal.url}/files/out/{job.request_id}/image-0.jpg"
+
+
+def test_already_completed_on_cancel_says_false_and_the_result_is_still_there(fal: FakeServer,
+                                                                              provider: FalProvider) -> None:
+    fal.state["outcomes"] = [{"kind": "success", "completes_before_cancel": True}]
+    job = provider.submit(catalog_model(SCHNELL), {"prompt": "x"}, credentials=None)
+    poll_until_running(provider, job)
+
+    assert provider.cancel(job) is False
+    assert fal.state["cancel_answers"][job.request_id] == [400]
+    done = provider.poll(job)
+    assert done.state == "succeeded" and len(done.outputs) == 1
+
+
+def test_files_without_content_type_or_file_name_are_typed_from_their_url_or_the_model(
+        fal: FakeServer, provider: FalProvider) -> None:
+    fal.state["outcomes"] = [{"kind": "success", "bare_files": True},
+                             {"kind": "success", "bare_files": True, "opaque_urls": True}]
+    named = provider.submit(catalog_model(SCHNELL), {"prompt": "x", "num_images": 2}, credentials=None)
+    [first, second] = run_to_end(provider, named)[-1].outputs
+    assert (first.kind, first.mime, first.filename) == ("image", "image/jpeg", "image-0.jpg")
+    assert second.filename == "image-1.jpg"
+
+    video = provider.submit(catalog_model("fal-ai/kling-video/v1.6/standard/text-to-video"),
+                            {"prompt": "waves", "duration": 5}, credentials=None)
+    [output] = run_to_end(provider, video)[-1].outputs
+    # No name, no type, no extension: the catalog's output kind decides, the stored bytes are sniffed.
+    assert (output.kind, output.mime) == ("video", "application/octet-stream")
+    assert output.metadata == {"file_size": len(fal.state["jobs"][video.request_id]["outputs"][0])}
+
+
 # --- errors ---------------------------------------------------------------------------------------
 
 def test_a_rate_limited_submit_is_retryable_after_retry_after_and_the_next_submit_succeeds(
@@ -420,6 +470,57 @@ def test_rotated_keys_are_picked_up_by_refetching_the_jwks(fal: FakeServer, prov
     assert sum(r["path"] == "/.well-known/jwks.json" for r in fal.requests) == 2
 
 
+def jwks_fetches(fal: FakeServer) -> int:
+    return sum(r["path"] == "/.well-known/jwks.json" for r in fal.requests)
+
+
+def test_forged_webhooks_from_one_address_refetch_the_keys_at_most_once_per_window(
+        fal: FakeServer, provider: FalProvider) -> None:
+    body = webhook_delivery(fal, "req-1", payload={"images": []})
+    provider.parse_webhook(sign_webhook(fal, body, request_id="req-1"), body, source="198.51.100.9")
+    assert jwks_fetches(fal) == 1
+    for _ in range(5):
+        forged = sign_webhook(fal, body, request_id="req-1", key=Ed25519PrivateKey.generate())
+        with pytest.raises(WebhookRejected, match="does not verify"):
+            provider.parse_webhook(forged, body, source="203.0.113.7")
+    assert jwks_fetches(fal) == 2  # one refetch for that address, not one per forged request
+
+
+@pytest.mark.django_db
+def test_a_forger_cannot_use_up_the_refetch_a_webhook_signed_with_a_rotated_key_needs(
+        fal: FakeServer, client: Any) -> None:
+    # Through the webhook view: the sender's address (REMOTE_ADDR here) is the refetch limit's key.
+    body = webhook_delivery(fal, "req-unknown", payload={"images": [{"url": "https://v3.fal.media/files/a.png"}]})
+    genuine = sign_webhook(fal, body, request_id="req-unknown")
+    first = client.post("/webhooks/fal", data=body, content_type="application/json", headers=genuine,
+                        REMOTE_ADDR="198.51.100.9")
+    assert first.status_code == 404  # verified; no job has that request id
+    forged = client.post("/webhooks/fal", data=body, content_type="application/json", REMOTE_ADDR="203.0.113.7",
+                         headers=sign_webhook(fal, body, request_id="req-unknown", key=Ed25519PrivateKey.generate()))
+    assert forged.status_code == 400 and jwks_fetches(fal) == 2  # the forger's address spent its refetch
+
+    rotated = Ed25519PrivateKey.generate()
+    fal.state["jwks_keys"] = [rotated]
+    after_rotation = client.post("/webhooks/fal", data=body, content_type="application/json",
+                                 headers=sign_webhook(fal, body, request_id="req-unknown", key=rotated),
+                                 REMOTE_ADDR="198.51.100.9")
+    assert after_rotation.status_code == 404, after_rotation.content  # verified with the refetched key
+    assert jwks_fetches(fal) == 3
+
+
+def test_refetches_from_many_addresses_stop_at_the_ceiling(fal: FakeServer, provider: FalProvider,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from generations.providers import fal as fal_adapter
+
+    monkeypatch.setattr(fal_adapter, "JWKS_REFRESH_MAX_PER_WINDOW", 2)
+    body = webhook_delivery(fal, "req-1", payload={"images": []})
+    for n in range(4):
+        forged = sign_webhook(fal, body, request_id="req-1", key=Ed25519PrivateKey.generate())
+        with pytest.raises(WebhookRejected):
+            provider.parse_webhook(forged, body, source=f"203.0.113.{n}")
+    assert jwks_fetches(fal) == 1 + 2  # the first fill, then two refetches at most
+
+
 # --- through the pipeline -------------------------------------------------------------------------
 
 def upload(project: Any, data: bytes, name: str = "input.png") -> Any:
@@ -569,3 +670,134 @@ def test_a_job_submitted_with_a_webhook_is_parked_and_finished_after_fals_signed
     assert generation.status == Status.SUCCEEDED, generation.error_message
     with Asset.objects.get(generation=generation).file.open("rb") as fh:
         assert fh.read() == fal.state["jobs"][request_id]["outputs"][0]
+
+
+# --- cancel through the pipeline: a cancel is a request ---------------------------------------------
+
+def cancel_once_running(monkeypatch: pytest.MonkeyPatch, owner: Any, generation_id: Any) -> None:
+    """The user presses cancel as soon as the job is seen running; the runner checks on every poll."""
+    from datetime import timedelta
+
+    from generations import services
+
+    monkeypatch.setattr(services._Run, "CANCEL_CHECK", timedelta(0))
+    poll = FalProvider.poll
+
+    def poll_then_cancel(self: FalProvider, job: ProviderJob, **kwargs: Any) -> ProviderStatus:
+        status = poll(self, job, **kwargs)
+        if status.state == "running" and not fal_requests_cancelled(generation_id):
+            services.generation_cancel(user=owner, generation_id=generation_id)
+        return status
+
+    monkeypatch.setattr(FalProvider, "poll", poll_then_cancel)
+
+
+def fal_requests_cancelled(generation_id: Any) -> bool:
+    from generations.models import Generation
+
+    return Generation.objects.filter(pk=generation_id, cancel_requested=True).exists()
+
+
+def log_text(generation: Any) -> str:
+    return "\n".join(line["message"] for line in generation.logs)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("outcome", [{"kind": "success", "after_cancel": "finish"},
+                                     {"kind": "success", "completes_before_cancel": True}],
+                         ids=["202-then-the-app-finishes", "already-completed"])
+def test_a_job_that_finishes_despite_the_users_cancel_is_stored_and_charged_as_a_success(
+        fal: FakeServer, owner: Any, project: Any, catalog: None, monkeypatch: pytest.MonkeyPatch,
+        outcome: dict[str, Any]) -> None:
+    from assets.models import Asset
+    from billing.models import Hold
+    from billing.services import credits_summary
+    from generations import services
+    from generations.models import Generation, Status
+
+    fal.state.update(progress_polls=3, outcomes=[outcome])
+    generation = services.generation_create(user=owner, project_id=project.pk, model_id=SCHNELL,
+                                            inputs={"prompt": "a fox"})
+    cancel_once_running(monkeypatch, owner, generation.pk)
+    services.generation_run(generation.pk)
+
+    generation = Generation.objects.get(pk=generation.pk)
+    request_id = generation.provider_request_id
+    assert fal.state["cancel_answers"][request_id] == [202 if "after_cancel" in outcome else 400]
+    assert generation.status == Status.SUCCEEDED, log_text(generation)
+    with Asset.objects.get(generation=generation).file.open("rb") as fh:
+        assert fh.read() == fal.state["jobs"][request_id]["outputs"][0]
+    assert generation.credits_charged > 0 and generation.provider_cost_usd > 0
+    assert Hold.objects.get(reference=generation.hold_reference).status == "settled"
+    assert credits_summary(user=owner).as_dict() == {"balance": 500 - generation.credits_charged, "held": 0,
+                                                     "available": 500 - generation.credits_charged}
+    assert "The provider finished before the cancel took effect; outputs stored and charged." in log_text(generation)
+
+
+@pytest.mark.django_db
+def test_a_job_the_app_stops_after_the_cancel_is_canceled_with_nothing_charged(
+        fal: FakeServer, owner: Any, project: Any, catalog: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from billing.services import credits_summary
+    from generations import services
+    from generations.models import Generation, Status
+
+    fal.state["progress_polls"] = 3
+    generation = services.generation_create(user=owner, project_id=project.pk, model_id=SCHNELL,
+                                            inputs={"prompt": "a fox"})
+    cancel_once_running(monkeypatch, owner, generation.pk)
+    services.generation_run(generation.pk)
+
+    generation = Generation.objects.get(pk=generation.pk)
+    request_id = generation.provider_request_id
+    assert generation.status == Status.CANCELED and generation.credits_charged == 0
+    # The runner asked, then polled on until fal said how the request ended.
+    cancel_at = next(i for i, r in enumerate(fal.requests) if r["method"] == "PUT")
+    assert any(r["path"].startswith(f"/fal-ai/flux/requests/{request_id}/status") for r in fal.requests[cancel_at:])
+    assert credits_summary(user=owner).as_dict() == {"balance": 500, "held": 0, "available": 500}
+    assert "The provider accepted the cancel" in log_text(generation)
+
+
+@pytest.mark.django_db
+def test_the_runner_gives_up_on_a_cancel_the_app_never_ends_once_the_grace_is_over(
+        fal: FakeServer, owner: Any, project: Any, catalog: None, monkeypatch: pytest.MonkeyPatch,
+        settings: Any) -> None:
+    from datetime import timedelta
+
+    from billing.services import credits_summary
+    from generations import services
+    from generations.models import Generation, Status
+
+    settings.GENERATION_CANCEL_GRACE = timedelta(seconds=0.2)
+    fal.state.update(progress_polls=100_000, outcomes=[{"kind": "success", "after_cancel": "finish"}])
+    generation = services.generation_create(user=owner, project_id=project.pk, model_id=SCHNELL,
+                                            inputs={"prompt": "a fox"})
+    cancel_once_running(monkeypatch, owner, generation.pk)
+    started = time.monotonic()
+    services.generation_run(generation.pk)
+
+    assert time.monotonic() - started < 5
+    generation = Generation.objects.get(pk=generation.pk)
+    assert generation.status == Status.CANCELED
+    assert credits_summary(user=owner).held == 0
+    assert "had not ended the job 0s after it was asked to stop; giving up on it" in log_text(generation)
+
+
+@pytest.mark.django_db
+def test_outputs_without_content_type_file_name_or_extension_are_stored_by_their_bytes(
+        fal: FakeServer, owner: Any, project: Any, catalog: None) -> None:
+    from assets.models import Asset
+    from generations import services
+    from generations.models import Generation, Status
+
+    fal.state["outcomes"] = [{"kind": "success", "bare_files": True, "opaque_urls": True}]
+    generation = services.generation_create(user=owner, project_id=project.pk, model_id=SCHNELL,
+                                            inputs={"prompt": "a fox", "num_images": 2})
+    services.generation_run(generation.pk)
+
+    generation = Generation.objects.get(pk=generation.pk)
+    assert generation.status == Status.SUCCEEDED, generation.error_message
+    stored = list(Asset.objects.filter(generation=generation).order_by("created_at"))
+    assert [(a.kind, a.mime) for a in stored] == [("image", "image/jpeg")] * 2
+    for asset, expected in zip(stored, fal.state["jobs"][generation.provider_request_id]["outputs"], strict=True):
+        with asset.file.open("rb") as fh:
+            assert fh.read() == expected

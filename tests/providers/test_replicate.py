@@ -129,6 +129,19 @@ def test_an_official_model_is_created_by_name_and_walks_starting_processing_succ
     assert done.cost_usd is None  # billed per image: the price card applies
 
 
+def test_tqdm_bars_with_a_description_become_progress_and_their_redraws_never_reach_the_log(
+        fake: FakeServer) -> None:
+    # "Sampling:  50%|█████     | 2/4 [...]", redrawn in place three times per poll.
+    fake.state["plan"] = {"bar_desc": "Sampling", "bar_redraws": 3}
+    provider = ReplicateProvider()
+    job = provider.submit(catalog_model("replicate/flux-schnell"), {"prompt": "a red fox", "seed": 7},
+                          credentials=None)
+    statuses = run_to_end(provider, job)
+    assert "Sampling:  50%|" in fake.state["predictions"][job.request_id]["prediction"]["logs"]
+    assert [s.progress for s in statuses] == [None, 50, 100, 100]
+    assert [s.logs for s in statuses] == [[], ["Using seed: 7"], [], ["Done."]]
+
+
 def test_a_community_model_is_created_by_its_pinned_version_with_small_inputs_inline(fake: FakeServer) -> None:
     provider = ReplicateProvider()
     data = png()
@@ -217,6 +230,27 @@ def test_cancel_is_propagated_to_replicate(fake: FakeServer) -> None:
     assert requests_to(fake, "POST", f"/v1/predictions/{job.request_id}/cancel")
     assert fake.state["predictions"][job.request_id]["canceled_by_client"] is True
     assert provider.poll(job).state == "canceled"
+
+
+def test_a_canceled_prediction_that_had_started_reports_the_time_it_is_billed_for(fake: FakeServer) -> None:
+    fake.state["plan"] = {"predict_time": 3.0, "processing_polls": 5}
+    provider = ReplicateProvider()
+    job = provider.submit(catalog_model("replicate/real-esrgan"), {"image": image_input(), "scale": 2},
+                          credentials=None)
+    assert [provider.poll(job).state for _ in range(2)] == ["queued", "running"]
+    assert provider.cancel(job) is True
+    done = provider.poll(job)
+    assert (done.state, done.usage) == ("canceled", {"predict_time": 3.0})
+    assert done.cost_usd == Decimal("0.000675")  # 3 s × gpu-t4 $0.000225/s
+
+
+def test_a_failed_prediction_on_a_gpu_time_model_reports_its_cost(fake: FakeServer) -> None:
+    fake.state["plan"] = {"outcome": "failed", "error": "CUDA out of memory", "predict_time": 4.0}
+    provider = ReplicateProvider()
+    job = provider.submit(catalog_model("replicate/real-esrgan"), {"image": image_input(), "scale": 2},
+                          credentials=None)
+    done = run_to_end(provider, job)[-1]
+    assert (done.state, done.error_code, done.cost_usd) == ("failed", "model_error", Decimal("0.0009"))
 
 
 def test_cancelling_a_finished_prediction_reports_false(fake: FakeServer) -> None:
@@ -526,3 +560,86 @@ def test_a_webhook_job_parks_and_a_signed_completion_callback_resumes_it(
     generation.refresh_from_db()
     assert generation.status == Status.SUCCEEDED
     assert Asset.objects.filter(generation=generation).count() == 1
+
+
+# --- provider costs of canceled and failed work --------------------------------------------------------
+
+def margin_row_cost() -> Decimal:
+    from django.utils import timezone
+
+    from billing.usage import revenue_by_period
+
+    today = timezone.localdate()
+    (row,) = revenue_by_period(period="day", date_from=today, date_to=today)
+    return row.provider_cost_usd
+
+
+def test_a_canceled_prediction_charges_nothing_and_its_billed_time_reaches_the_margin_report(
+        fake: FakeServer, owner: Any, project: Any, catalog: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
+
+    from billing.models import UsageDaily
+
+    fake.state["plan"] = {"predict_time": 4.0, "processing_polls": 50}
+    generation = generation_create(user=owner, project_id=project.pk, model_id="replicate/real-esrgan",
+                                   inputs={"image": upload(project, png(), "in.png"), "scale": 2})
+    monkeypatch.setattr(services._Run, "CANCEL_CHECK", timedelta(0))
+    poll = ReplicateProvider.poll
+
+    def poll_then_cancel(self: ReplicateProvider, job: ProviderJob, **kwargs: Any) -> ProviderStatus:
+        status = poll(self, job, **kwargs)
+        if status.state == "running":
+            services.generation_cancel(user=owner, generation_id=generation.pk)
+        return status
+
+    monkeypatch.setattr(ReplicateProvider, "poll", poll_then_cancel)
+    generation_run(generation.pk)
+
+    generation.refresh_from_db()
+    assert generation.status == Status.CANCELED and generation.credits_charged == 0
+    assert fake.state["predictions"][generation.provider_request_id]["canceled_by_client"] is True
+    assert generation.provider_cost_usd == Decimal("0.000900")  # 4 s × $0.000225/s
+    assert credits_summary(user=owner).as_dict() == {"balance": 500, "held": 0, "available": 500}
+    (usage,) = UsageDaily.objects.filter(user=owner)
+    assert (usage.generations, usage.failed, usage.provider_cost_usd) == (0, 0, Decimal("0.000900"))
+    assert margin_row_cost() == Decimal("0.000900")
+    assert "$0.000900 for the work it did; you are not charged for it" in generation.logs[-1]["message"]
+
+
+def test_a_failed_prediction_records_its_billed_time_on_the_job_and_in_the_rollup(
+        fake: FakeServer, owner: Any, project: Any, catalog: None) -> None:
+    from billing.models import UsageDaily
+
+    fake.state["plan"] = {"outcome": "failed", "error": "CUDA out of memory", "predict_time": 4.0}
+    generation = generation_create(user=owner, project_id=project.pk, model_id="replicate/real-esrgan",
+                                   inputs={"image": upload(project, png(), "in.png"), "scale": 2})
+    generation_run(generation.pk)
+
+    generation.refresh_from_db()
+    assert (generation.status, generation.error_code) == (Status.FAILED, "model_error")
+    assert generation.provider_cost_usd == Decimal("0.000900")
+    (usage,) = UsageDaily.objects.filter(user=owner)
+    assert (usage.generations, usage.failed, usage.provider_cost_usd) == (1, 1, Decimal("0.000900"))
+    assert credits_summary(user=owner).balance == 500
+
+
+def test_a_billed_attempt_that_is_retried_keeps_its_cost_beside_the_successful_one(
+        fake: FakeServer, owner: Any, project: Any, catalog: None) -> None:
+    from billing.models import UsageDaily
+
+    fake.state["plan"] = {"outcome": "failed", "error": "Prediction interrupted; please retry (code: PA)",
+                          "predict_time": 2.0}
+    generation = generation_create(user=owner, project_id=project.pk, model_id="replicate/real-esrgan",
+                                   inputs={"image": upload(project, png(), "in.png"), "scale": 2})
+    with pytest.raises(services.RetryLater):
+        generation_run(generation.pk)
+    generation.refresh_from_db()
+    assert generation.status == Status.QUEUED and generation.provider_cost_usd == Decimal("0.000450")
+
+    fake.state["plan"] = {"predict_time": 4.0}
+    generation_run(generation.pk)
+    generation.refresh_from_db()
+    assert generation.status == Status.SUCCEEDED
+    assert generation.provider_cost_usd == Decimal("0.000450") + Decimal("0.000900")
+    (usage,) = UsageDaily.objects.filter(user=owner)
+    assert (usage.generations, usage.succeeded, usage.provider_cost_usd) == (1, 1, Decimal("0.001350"))
