@@ -26,6 +26,7 @@ from billing.budgets import (
 )
 from billing.models import BudgetPeriod
 from config.errors import ServiceError
+from generations.pricing import credits_display
 from projects.selectors import project_get_for_user
 
 TEMPLATE = "studio/_budget.html"
@@ -79,7 +80,8 @@ def _save(request: HttpRequest, *, project: Any = None) -> HttpResponse:
             except ServiceError as exc:
                 error = exc.message
             else:
-                note = f"Budget set: {budget.limit_credits:,} credits {'a month' if budget.period == 'monthly' else 'in total'}."
+                note = (f"Budget set: {credits_display(budget.limit_credits)} "
+                        f"{'a month' if budget.period == 'monthly' else 'in total'}.")
                 form = None
         else:
             error = "Enter a whole number of credits, 0 or more."

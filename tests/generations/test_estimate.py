@@ -5,10 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.test import Client
+from django.urls import reverse
 from rest_framework.test import APIClient
 
+from billing.services import credits_summary
 from generations.models import Generation
 from generations.pricing import credits_display
+from generations.services import generation_create, generation_run
+from projects.services import project_create
+from tests.conftest import _user
 
 pytestmark = pytest.mark.django_db
 
@@ -50,7 +56,33 @@ def test_the_estimate_still_refuses_a_seed_out_of_range(owner_api: APIClient, ca
     assert "inputs.seed" in response.json()["error"]["fields"]
 
 
+# --- "1 credit", never "1 credits" -------------------------------------------------------------------------
+
 @pytest.mark.parametrize(("count", "text"), [(0, "0 credits"), (1, "1 credit"), (2, "2 credits"),
                                              (1500, "1,500 credits")])
 def test_credit_counts_are_written_in_the_singular_only_for_one(count: int, text: str) -> None:
     assert credits_display(count) == text
+
+
+def test_a_project_that_spent_one_credit_and_a_wallet_with_one_left_say_credit(client: Client,
+                                                                               catalog: None) -> None:
+    user = _user("two-credits@example.com", 2)
+    project = project_create(owner=user, name="Tiny")
+    sketch = generation_create(user=user, project_id=project.pk, model_id="local/sketch",
+                               inputs={"prompt": "a fox", "width": 256, "height": 256, "steps": 1})
+    generation_run(sketch.pk)
+    assert credits_summary(user=user).available == 1
+    client.force_login(user)
+    html = client.get(reverse("studio:project", kwargs={"project_id": project.pk})).content.decode()
+    assert "Spent so far: <strong>1 credit</strong>" in html
+    assert '<strong>1</strong> credit</span>' in html  # the wallet badge
+    assert "1 credits" not in html
+
+
+def test_a_budget_of_one_credit_is_set_and_shown_in_the_singular(client: Client, owner: Any, project: Any) -> None:
+    client.force_login(owner)
+    response = client.post(reverse("studio:project-budget", kwargs={"project_id": project.pk}),
+                           {"limit": "1", "period": "monthly"}, HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    assert "Budget set: 1 credit a month." in html
+    assert "of 1 credit used" in html and "1 credit left." in html
