@@ -2,9 +2,13 @@
 
     export STUDIO_TOKEN=…            # an API token (Account → API tokens)
     export STUDIO_URL=https://studio.example.com   # default http://127.0.0.1:8000
-    python -m studio.cli upload PROJECT_ID shot-01.mp4 script.fountain
-    python -m studio.cli assets --project PROJECT_ID
-    python -m studio.cli download ASSET_ID -o ./downloads/
+    studio upload "My first project" shot-01.mp4 script.fountain
+    studio assets --project PROJECT_ID
+    studio download ASSET_ID -o ./downloads/
+
+`studio` is the console script the project installs (.venv/bin/studio, from any directory);
+`python -m studio.cli` is the same program. A project is named by its id or its name (exact, else in
+any case); a name several projects answer to is refused with their ids.
 
 Uploads and downloads are streamed (httpx reads and writes 64 KB at a time), so a 2 GB video needs no
 more memory than a small one, and a progress line shows on a terminal. A refused file prints the
@@ -19,6 +23,7 @@ import argparse
 import os
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -131,6 +136,30 @@ class Client:
             raise CliError(api_error(response))
         return response.json()
 
+    def project_id(self, ref: str) -> str:
+        """The id of the project `ref` names: an id is used as it is (the server answers 404 for one
+        that is not yours); a name is looked up in your projects, exactly, else in any case."""
+        ref = ref.strip()
+        try:
+            return str(uuid.UUID(ref))
+        except ValueError:
+            pass
+        projects: list[dict[str, Any]] = []
+        path: str | None = "/api/v1/projects"
+        while path:
+            page = self.get_json(path)
+            projects.extend(page.get("results", []))
+            path = page.get("next")
+        matches = ([p for p in projects if p["name"] == ref]
+                   or [p for p in projects if p["name"].casefold() == ref.casefold()])
+        if len(matches) == 1:
+            return str(matches[0]["id"])
+        if not matches:
+            raise CliError(f"No project named {ref!r}. Your projects: "
+                           + ("; ".join(f"{p['name']!r} ({p['id']})" for p in projects) or "none") + ".")
+        listing = "; ".join(f"{p['name']!r} ({p['id']})" for p in matches)
+        raise CliError(f"{ref!r} matches {len(matches)} projects: {listing}. Pass the id.")
+
     def upload(self, project: str, path: Path, *, keep_location: bool, out: IO[str]) -> bool:
         size = path.stat().st_size
         progress = Progress(path.name, size)
@@ -204,7 +233,7 @@ def _target_path(output: str | None, name: str) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m studio.cli", description=(
+    parser = argparse.ArgumentParser(prog="studio", description=(
         "Upload, list and download studio assets through the REST API."))
     parser.add_argument("--url", default=os.environ.get("STUDIO_URL", DEFAULT_URL),
                         help=f"The studio's address (env STUDIO_URL; default {DEFAULT_URL}).")
@@ -212,12 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="An API token from Account → API tokens (env STUDIO_TOKEN).")
     commands = parser.add_subparsers(dest="command", required=True)
     upload = commands.add_parser("upload", help="Upload files to a project.")
-    upload.add_argument("project", help="The project's id (see the project page's address).")
+    upload.add_argument("project", help="The project's name or id (the id is in the project page's address).")
     upload.add_argument("files", nargs="+", type=Path, metavar="FILE")
     upload.add_argument("--keep-location", action="store_true",
                         help="Keep GPS location in photos (removed by default).")
     listing = commands.add_parser("assets", help="List your assets, newest first.")
-    listing.add_argument("--project", help="Only this project's assets.")
+    listing.add_argument("--project", help="Only this project's assets (its name or id).")
     download = commands.add_parser("download", help="Download an asset's file.")
     download.add_argument("asset", help="The asset's id.")
     download.add_argument("-o", "--output",
@@ -238,11 +267,12 @@ def main(argv: list[str] | None = None, *, out: IO[str] | None = None) -> int:
             missing = [str(p) for p in args.files if not p.is_file()]
             if missing:
                 raise CliError(f"No such file: {', '.join(missing)}")
-            results = [client.upload(args.project, path, keep_location=args.keep_location, out=out)
+            project = client.project_id(args.project)
+            results = [client.upload(project, path, keep_location=args.keep_location, out=out)
                        for path in args.files]
             return 0 if all(results) else 1
         if args.command == "assets":
-            for asset in client.assets(args.project):
+            for asset in client.assets(client.project_id(args.project) if args.project else None):
                 out.write(f"{asset['id']}  {asset['kind']:<5}  {human(asset['size']):>9}  {asset['name']}\n")
             return 0
         client.download(args.asset, args.output, force=args.force, out=out)

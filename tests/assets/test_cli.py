@@ -111,6 +111,37 @@ def test_it_runs_as_a_module_and_needs_a_token(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "No API token" in missing.stderr
 
 
+def test_the_studio_console_script_runs_from_any_directory(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("studio")  # installed by `uv sync` ([project.scripts])
+    env = {k: v for k, v in os.environ.items() if k not in ("STUDIO_TOKEN", "PYTHONPATH")}
+    helped = subprocess.run([str(script), "--help"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert helped.returncode == 0, helped.stderr
+    assert helped.stdout.startswith("usage: studio") and "upload" in helped.stdout
+
+
+def test_upload_and_assets_take_the_project_by_name_or_id(live_server: Any, token: str, owner: Any, project: Any,
+                                                          tmp_path: Path, capsys: Any) -> None:
+    from projects.services import project_create
+
+    image = tmp_path / "a.png"
+    image.write_bytes(png_bytes())
+    for ref in (project.name, project.name.upper(), str(project.pk)):
+        status, _, err = run(live_server, token, "upload", ref, str(image), capsys=capsys)
+        assert status == 0, err
+    assert Asset.objects.filter(project=project).count() == 3
+    status, out, _ = run(live_server, token, "assets", "--project", project.name, capsys=capsys)
+    assert status == 0 and len(out.strip().splitlines()) == 3
+
+    status, _, err = run(live_server, token, "upload", "No such film", str(image), capsys=capsys)
+    assert status == 1 and "No project named 'No such film'" in err and str(project.pk) in err
+    first = project_create(owner=owner, name="Dusk")
+    second = project_create(owner=owner, name="DUSK")
+    status, _, err = run(live_server, token, "upload", "dusk", str(image), capsys=capsys)
+    assert status == 1 and "matches 2 projects" in err and str(first.pk) in err and str(second.pk) in err
+    assert Asset.objects.count() == 3
+
+
 def test_the_progress_line_shows_on_a_terminal_only() -> None:
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
