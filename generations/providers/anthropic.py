@@ -34,7 +34,7 @@ from generations.providers._sync import (
     tokens_cost,
 )
 from generations.providers.base import CatalogModel, ProviderError, ProviderJob, ProviderStatus
-from generations.providers.openai import text_messages, text_output
+from generations.providers.openai import failed_after_billing, text_messages, text_output
 
 LABEL = "Anthropic"
 
@@ -99,13 +99,20 @@ def message_cost(usage: Any, config: dict[str, Any]) -> tuple[dict[str, int], De
 def _run_message(client: anthropic.Anthropic, model: CatalogModel, params: dict[str, Any]) -> ProviderStatus:
     message = client.messages.create(**params)
     text = "\n\n".join(block.text for block in message.content if getattr(block, "type", "") == "text").strip()
-    if message.stop_reason == "refusal":
-        raise ProviderError(text or "Claude declined this request under Anthropic's usage policy.",
-                            code="content_policy")
-    if not text:
-        raise ProviderError("Claude used the whole token budget without answering; raise Max tokens.",
-                            code="invalid_input")
+    # Every answer without text is still billed for its tokens: the failed status carries their cost.
     counts, cost = message_cost(message.usage, model.config)
+    if message.stop_reason == "refusal":
+        return failed_after_billing(ProviderError(text or "Claude declined this request under Anthropic's usage "
+                                                  "policy.", code="content_policy"), usage=counts, cost_usd=cost)
+    if not text and message.stop_reason == "max_tokens":
+        return failed_after_billing(ProviderError("Claude used the whole token budget without answering; raise "
+                                                  "Max tokens.", code="invalid_input"), usage=counts, cost_usd=cost)
+    if not text:
+        # An empty end_turn answer comes from the prompt, and Anthropic advises against retrying it
+        # unchanged (platform.claude.com/docs/en/build-with-claude/handling-stop-reasons): final.
+        return failed_after_billing(ProviderError(f"Claude ended its answer without any text (stop reason "
+                                                  f"{message.stop_reason}); rephrase the prompt and try again.",
+                                                  code="no_output"), usage=counts, cost_usd=cost)
     logs = ["The answer was cut off at the token limit."] if message.stop_reason == "max_tokens" else []
     return ProviderStatus(state="succeeded", outputs=[text_output(model, text)], usage=counts, cost_usd=cost,
                           logs=logs)

@@ -5,6 +5,9 @@ Scripting, through `server.state`:
 - `state["fail_next"]`: a list of `{"status", "body", "headers"}` answered (and dropped) in order.
 - `state["gate"]`: a `threading.Event`; while set in state, /v1/messages waits for it after recording.
 - `state["reply"]`: the answer's text (default: built from the prompt).
+- `state["no_text"]`: a list; each message pops the first entry and answers without a text block, with
+  that stop_reason: "max_tokens" (the budget went to thinking) or "end_turn" (the documented empty
+  end_turn answer, https://platform.claude.com/docs/en/build-with-claude/handling-stop-reasons).
 After each answer, `state["outputs"]` holds the texts handed out, in order.
 """
 
@@ -96,6 +99,14 @@ class AnthropicFake(JSONHandler):
         if "forbidden" in user:
             # stop_reason "refusal" (types/stop_reason.py): no text, the request is billed.
             self._answer(params, [], stop_reason="refusal", input_tokens=12, output_tokens=0)
+            return
+        pending = self.server.state.get("no_text") or []
+        if pending:
+            # Only a thinking block; an empty end_turn answer is "exactly 2-3 tokens with no content"
+            # (handling-stop-reasons, "Empty responses with end_turn").
+            stop_reason = pending.pop(0)
+            self._answer(params, [{"type": "thinking", "thinking": "", "signature": "sig"}], stop_reason=stop_reason,
+                         input_tokens=12, output_tokens=int(params["max_tokens"]) if stop_reason == "max_tokens" else 3)
             return
         reply = self.server.state.get("reply") or f"## Breakdown\n\n{user}\n\n(system prompt: {len(system)} chars)"
         self.server.state.setdefault("outputs", []).append(reply)

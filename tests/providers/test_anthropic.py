@@ -138,6 +138,21 @@ def test_a_refusal_is_a_final_content_policy_error(fake: Any) -> None:
     assert "usage policy" in status.error_message
 
 
+def test_an_answer_cut_off_before_any_text_is_final_asks_for_more_max_tokens_and_keeps_its_cost(fake: Any) -> None:
+    fake.state["no_text"] = ["max_tokens"]
+    status = submit({"prompt": "Plan a film", "max_tokens": 300})
+    assert (status.state, status.error_code, status.retryable) == ("failed", "invalid_input", False)
+    assert status.error_message.endswith("raise Max tokens.")
+    assert status.usage["output_tokens"] == 300 and status.cost_usd is not None and status.cost_usd > 0
+
+
+def test_an_empty_end_turn_answer_is_final_without_the_max_tokens_advice(fake: Any) -> None:
+    fake.state["no_text"] = ["end_turn"]
+    status = submit({"prompt": "Plan a film"})
+    assert (status.state, status.error_code, status.retryable) == ("failed", "no_output", False)
+    assert "Max tokens" not in status.error_message and status.cost_usd is not None
+
+
 def test_a_bad_key_is_final(fake: Any) -> None:
     status = submit({"prompt": "hi"}, key="sk-ant-wrong")
     assert (status.error_code, status.error_message, status.retryable) == ("invalid_key", "invalid x-api-key", False)
