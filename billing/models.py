@@ -132,6 +132,9 @@ class Plan(models.Model):
     storage_quota_mb = models.PositiveIntegerField(
         null=True, blank=True, default=2048,
         help_text="Storage for a user's assets (trash included until purged), in MB. Empty: unlimited.")
+    referral_bonus_cap = models.PositiveIntegerField(
+        default=10, help_text="How many referral bonuses a user on this plan can earn by sharing their code; "
+                              "redemptions past it are refused.")
     is_default = models.BooleanField(default=False, help_text="The plan of users without an assignment.")
 
     class Meta:

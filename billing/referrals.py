@@ -1,16 +1,30 @@
 """Referral codes: each user has one; a new user who redeems someone's code gets a bonus, and so does
-the code's owner, once per referred user, as ledger postings from the referral-bonuses account."""
+the code's owner, once per referred user, as ledger postings from the referral-bonuses account.
+
+Bonuses are money, so redemption is guarded against minting them (each refusal a 400 saying why):
+- only a new account may redeem: signed up within REFERRAL_REDEEM_WINDOW_DAYS (default 14), with no
+  generation and no credit purchase yet, and with a verified email address (allauth's EmailAddress),
+  so throwaway sign-ups cannot each earn the referrer a bonus and established accounts cannot join in;
+- once per account (Referral.referred is unique);
+- at most the referrer's plan's `referral_bonus_cap` redemptions per code;
+- never closing a cycle: a user may not redeem the code of anyone they referred, directly or down a
+  chain of any length (A refers B, B refers C, C's code is refused to A).
+"""
 
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from typing import Any
 
+from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.utils import timezone
 
-from billing.models import AccountKind, LedgerAccount, Referral, ReferralCode
+from billing.limits import plan_for_user
+from billing.models import AccountKind, CheckoutSession, CheckoutStatus, LedgerAccount, Referral, ReferralCode
 from billing.services import _lock_wallet, _post, system_account
 from config.errors import Conflict, InvalidRequest
 
@@ -18,10 +32,15 @@ from config.errors import Conflict, InvalidRequest
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 8
 DEFAULT_BONUS = 100
+DEFAULT_REDEEM_WINDOW_DAYS = 14
 
 
 def referral_bonus() -> int:
     return int(getattr(settings, "REFERRAL_BONUS_CREDITS", DEFAULT_BONUS))
+
+
+def referral_redeem_window() -> timedelta:
+    return timedelta(days=int(getattr(settings, "REFERRAL_REDEEM_WINDOW_DAYS", DEFAULT_REDEEM_WINDOW_DAYS)))
 
 
 def _normalise(code: str) -> str:
@@ -50,8 +69,9 @@ def referral_code_get_or_create(*, user: Any) -> ReferralCode:
 @transaction.atomic
 def referral_redeem(*, user: Any, code: str) -> Referral:
     """Redeem `code` for `user`: both get the bonus. Redeeming the same code again returns the first
-    redemption and posts nothing; a user redeems at most one code, never their own, and not the code
-    of someone they referred themselves (two accounts referring each other would mint bonuses)."""
+    redemption and posts nothing; a user redeems at most one code, never their own, only while their
+    account is new and verified, within the referrer's cap, and never one that closes a cycle of
+    referrals (see the module docstring)."""
     code_row = ReferralCode.objects.filter(code=_normalise(code)).first()
     if code_row is None:
         raise InvalidRequest("No such referral code.", code="referral_unknown",
@@ -68,8 +88,14 @@ def referral_redeem(*, user: Any, code: str) -> Referral:
         if existing.code_id == code_row.pk:
             return existing
         raise Conflict("You have already redeemed a referral code.", code="referral_already_redeemed")
-    if Referral.objects.filter(referred_id=code_row.user_id, code__user=user).exists():
-        raise Conflict("You referred this user: their code cannot be redeemed by you.", code="referral_mutual")
+    _check_newcomer(user)
+    _check_no_cycle(user_id=user.pk, referrer_id=code_row.user_id)
+    # Counted under the referrer's wallet lock (taken above), so two redemptions at the cap cannot
+    # both pass.
+    cap = plan_for_user(code_row.user).referral_bonus_cap
+    if Referral.objects.filter(code=code_row).count() >= cap:
+        raise InvalidRequest(f"This referral code has been used its {cap} times: ask for another one.",
+                             code="referral_cap_reached", fields={"code": ["This code cannot be redeemed again."]})
     referral = Referral.objects.create(code=code_row, referred=user)
     bonus = referral_bonus()
     if bonus > 0:
@@ -83,3 +109,35 @@ def referral_redeem(*, user: Any, code: str) -> Referral:
             if created:
                 LedgerAccount.objects.filter(pk=wallets[uid].pk).update(balance=F("balance") + bonus)
     return referral
+
+
+def _check_newcomer(user: Any) -> None:
+    """Refuse accounts that are not new (see the module docstring) or whose email is not verified."""
+    from generations.models import Generation
+
+    if not EmailAddress.objects.filter(user=user, verified=True).exists():
+        raise InvalidRequest("Verify your email address first: the confirmation link is in your inbox.",
+                             code="referral_unverified", fields={"code": ["Your email address is not verified."]})
+    window = referral_redeem_window()
+    if user.date_joined < timezone.now() - window:
+        raise InvalidRequest(f"Referral codes are for new accounts, redeemed within {window.days} days of "
+                             f"signing up.", code="referral_not_new",
+                             fields={"code": ["Only new accounts can redeem a code."]})
+    bought = CheckoutSession.objects.filter(user=user, status__in=[CheckoutStatus.PAID, CheckoutStatus.REFUNDED])
+    if bought.exists() or Generation.objects.filter(user=user).exists():
+        raise InvalidRequest("Referral codes are for new accounts, redeemed before their first generation or "
+                             "purchase.", code="referral_not_new",
+                             fields={"code": ["Only new accounts can redeem a code."]})
+
+
+def _check_no_cycle(*, user_id: Any, referrer_id: Any) -> None:
+    """Walk up from the referrer (who referred them, and who referred that one, ...): meeting the
+    redeeming user means this redemption would close a loop of accounts referring each other."""
+    seen = set()
+    current = referrer_id
+    while current is not None and current not in seen:
+        if current == user_id:
+            raise InvalidRequest("You are in this code's chain of referrals: it cannot be redeemed by you.",
+                                 code="referral_cycle", fields={"code": ["Accounts cannot refer each other."]})
+        seen.add(current)
+        current = Referral.objects.filter(referred_id=current).values_list("code__user_id", flat=True).first()

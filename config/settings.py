@@ -283,6 +283,8 @@ ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
 STARTER_CREDITS = env_int("STARTER_CREDITS", 500)
 REFERRAL_BONUS_CREDITS = env_int("REFERRAL_BONUS_CREDITS", 100)  # to each of the two users, once
+# Only accounts this young (and verified, with no generation or purchase yet) may redeem a code.
+REFERRAL_REDEEM_WINDOW_DAYS = env_int("REFERRAL_REDEEM_WINDOW_DAYS", 14)
 
 EMAIL_BACKEND = os.environ.get(
     "EMAIL_BACKEND",

@@ -347,7 +347,7 @@ def test_an_admin_edits_a_plans_limits_and_assigns_users_to_plans(client: Any, o
     free = Plan.objects.get(code="free")
     response = client.post(f"/admin/billing/plan/{free.pk}/change/", {
         "code": "free", "name": "Free", "credits_per_usd": 120, "generations_per_hour": 5, "uploads_per_day": 50,
-        "api_calls_per_minute": 100, "is_default": "on"})
+        "api_calls_per_minute": 100, "referral_bonus_cap": 10, "is_default": "on"})
     assert response.status_code == 302
     assert plan_for_user(owner).generations_per_hour == 5 and credits_per_usd_for(user_id=owner.pk) == 120
     assert client.get("/admin/billing/userplan/add/").status_code == 200

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from allauth.account.models import EmailAddress
 from django.db import connection
+from django.utils import timezone
 
 from accounts.services import user_create
-from billing.models import Entry, Referral, Transaction
+from billing.limits import plan_assign
+from billing.models import CheckoutSession, CheckoutStatus, CreditPack, Entry, Plan, Referral, Transaction
 from billing.referrals import referral_code_get_or_create, referral_redeem
 from billing.selectors import unbalanced_transactions, wallet_drift
-from billing.services import credits_summary
+from billing.services import credits_grant, credits_summary
 from config.errors import Conflict, InvalidRequest
+from generations.services import generation_create
+from projects.services import project_create
 
 pytestmark = pytest.mark.django_db
 
@@ -21,6 +27,26 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _bonus(settings: Any) -> None:
     settings.REFERRAL_BONUS_CREDITS = 100
+
+
+def verified(user: Any) -> Any:
+    """The user with a confirmed email address, as allauth records one."""
+    EmailAddress.objects.update_or_create(user=user, email=user.email, defaults={"verified": True, "primary": True})
+    return user
+
+
+def newcomer(email: str) -> Any:
+    return verified(user_create(email=email, password="x" * 12, starter_credits=0))
+
+
+@pytest.fixture
+def outsider(outsider: Any) -> Any:
+    return verified(outsider)
+
+
+@pytest.fixture
+def owner(owner: Any) -> Any:
+    return verified(owner)
 
 
 def test_each_user_has_one_stable_readable_code(owner: Any) -> None:
@@ -50,7 +76,7 @@ def test_redeeming_the_same_code_again_pays_nothing_more(owner: Any, outsider: A
 
 
 def test_a_user_redeems_only_one_code(owner: Any, outsider: Any) -> None:
-    third = user_create(email="third@example.com", password="x" * 12, starter_credits=0)
+    third = newcomer("third@example.com")
     referral_redeem(user=third, code=referral_code_get_or_create(user=owner).code)
     with pytest.raises(Conflict):
         referral_redeem(user=third, code=referral_code_get_or_create(user=outsider).code)
@@ -67,9 +93,72 @@ def test_nobody_redeems_their_own_code(owner: Any) -> None:
 
 def test_two_users_cannot_refer_each_other(owner: Any, outsider: Any) -> None:
     referral_redeem(user=outsider, code=referral_code_get_or_create(user=owner).code)
-    with pytest.raises(Conflict):
+    with pytest.raises(InvalidRequest) as refused:
         referral_redeem(user=owner, code=referral_code_get_or_create(user=outsider).code)
+    assert refused.value.code == "referral_cycle" and refused.value.http_status == 400
     assert Referral.objects.count() == 1
+
+
+def test_three_accounts_cannot_refer_each_other_in_a_cycle(owner: Any, outsider: Any) -> None:
+    third = newcomer("third@example.com")
+    referral_redeem(user=outsider, code=referral_code_get_or_create(user=owner).code)  # owner → outsider
+    referral_redeem(user=third, code=referral_code_get_or_create(user=outsider).code)  # outsider → third
+    with pytest.raises(InvalidRequest) as refused:  # third → owner would close the loop
+        referral_redeem(user=owner, code=referral_code_get_or_create(user=third).code)
+    assert refused.value.code == "referral_cycle"
+    assert Referral.objects.count() == 2
+    assert credits_summary(user=owner).balance == 600  # its one bonus, as the first referrer
+
+
+def test_an_unverified_account_cannot_redeem(owner: Any) -> None:
+    fresh = user_create(email="fresh@example.com", password="x" * 12, starter_credits=0)
+    with pytest.raises(InvalidRequest) as refused:
+        referral_redeem(user=fresh, code=referral_code_get_or_create(user=owner).code)
+    assert refused.value.code == "referral_unverified"
+    EmailAddress.objects.create(user=fresh, email=fresh.email, verified=False, primary=True)
+    with pytest.raises(InvalidRequest):
+        referral_redeem(user=fresh, code=referral_code_get_or_create(user=owner).code)
+    assert not Referral.objects.exists()
+    assert credits_summary(user=owner).balance == 500 and credits_summary(user=fresh).balance == 0
+
+
+def test_an_established_account_cannot_redeem(owner: Any, outsider: Any, settings: Any) -> None:
+    settings.REFERRAL_REDEEM_WINDOW_DAYS = 14
+    code = referral_code_get_or_create(user=owner).code
+    type(outsider).objects.filter(pk=outsider.pk).update(date_joined=timezone.now() - timedelta(days=15))
+    outsider.refresh_from_db()
+    with pytest.raises(InvalidRequest, match="within 14 days") as refused:
+        referral_redeem(user=outsider, code=code)
+    assert refused.value.code == "referral_not_new"
+    assert not Referral.objects.exists() and credits_summary(user=owner).balance == 500
+
+
+def test_an_account_that_has_bought_or_generated_cannot_redeem(owner: Any, catalog: None) -> None:
+    code = referral_code_get_or_create(user=owner).code
+    buyer, maker = newcomer("buyer@example.com"), newcomer("maker@example.com")
+    pack = CreditPack.objects.first() or CreditPack.objects.create(code="p", name="P", credits=500, price_cents=500)
+    CheckoutSession.objects.create(id="cs_test_bought", user=buyer, pack=pack, credits=pack.credits,
+                                   amount_total=pack.price_cents, currency=pack.currency, status=CheckoutStatus.PAID)
+    credits_grant(user=maker, amount=10, reason="test", idempotency_key="test:maker")
+    maker_project = project_create(owner=maker, name="Mine")
+    generation_create(user=maker, project_id=maker_project.pk, model_id="local/sketch", inputs={"prompt": "x"})
+    for user in (buyer, maker):
+        with pytest.raises(InvalidRequest, match="before their first generation or purchase"):
+            referral_redeem(user=user, code=code)
+    assert not Referral.objects.exists() and credits_summary(user=owner).balance == 500
+
+
+def test_a_referrers_bonuses_are_capped_by_their_plan(owner: Any) -> None:
+    plan_assign(user=owner, plan=Plan.objects.create(code="two-refs", name="Two refs", referral_bonus_cap=2))
+    code = referral_code_get_or_create(user=owner).code
+    for n in range(2):
+        referral_redeem(user=newcomer(f"friend{n}@example.com"), code=code)
+    late = newcomer("late@example.com")
+    with pytest.raises(InvalidRequest) as refused:
+        referral_redeem(user=late, code=code)
+    assert refused.value.code == "referral_cap_reached" and "2 times" in refused.value.message
+    assert credits_summary(user=owner).balance == 700 and credits_summary(user=late).balance == 0
+    assert Plan._meta.get_field("referral_bonus_cap").default == 10
 
 
 def test_an_unknown_code_is_refused(outsider: Any) -> None:
@@ -92,12 +181,12 @@ def test_the_api_shows_your_code_and_redeems_another(owner: Any, owner_api: Any,
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_redemptions_of_one_code_pay_once_and_crossed_ones_do_not_deadlock() -> None:
-    alice = user_create(email="alice@example.com", password="x" * 12, starter_credits=0)
-    bob = user_create(email="bob@example.com", password="x" * 12, starter_credits=0)
+    alice = newcomer("alice@example.com")
+    bob = newcomer("bob@example.com")
     alice_code = referral_code_get_or_create(user=alice).code
     bob_code = referral_code_get_or_create(user=bob).code
     # Bob submits Alice's code eight times at once, while Alice submits Bob's: one of the crossed pair
-    # is refused as mutual, whichever order the locks grant.
+    # is refused as a cycle, whichever order the locks grant.
     attempts = [(bob, alice_code)] * 8 + [(alice, bob_code)] * 2
     barrier = threading.Barrier(len(attempts))
     outcomes: list[str] = []
@@ -108,7 +197,7 @@ def test_concurrent_redemptions_of_one_code_pay_once_and_crossed_ones_do_not_dea
             barrier.wait()
             referral_redeem(user=user, code=code)
             outcome = "ok"
-        except Conflict as exc:
+        except (Conflict, InvalidRequest) as exc:
             outcome = exc.code
         finally:
             connection.close()
@@ -123,5 +212,5 @@ def test_concurrent_redemptions_of_one_code_pay_once_and_crossed_ones_do_not_dea
     assert len(outcomes) == len(attempts)
     assert Referral.objects.count() == 1
     assert credits_summary(user=alice).balance == 100 and credits_summary(user=bob).balance == 100
-    assert set(outcomes) <= {"ok", "referral_mutual"}
+    assert set(outcomes) <= {"ok", "referral_cycle"}
     assert wallet_drift() == [] and unbalanced_transactions() == []
