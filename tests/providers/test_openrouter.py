@@ -178,8 +178,22 @@ def test_a_job_with_no_content_generated_is_retried_and_the_next_attempt_deliver
     generation.refresh_from_db()
     assert (generation.status, generation.error_code) == (Status.QUEUED, "")
     assert any("no_content" in line["message"] for line in generation.logs)
+    assert generation.provider_cost_usd == Decimal(str(OPENROUTER_COST))  # the empty attempt's reported cost
     generation_run(generation.pk)
     generation.refresh_from_db()
     assert generation.status == Status.SUCCEEDED and generation.attempts == 2
+    assert generation.provider_cost_usd == 2 * Decimal(str(OPENROUTER_COST))
     assert Asset.objects.filter(generation=generation).count() == 1
     assert credits_summary(user=owner).as_dict() == {"balance": 499, "held": 0, "available": 499}
+
+
+@pytest.mark.django_db
+def test_an_answer_cut_off_before_any_text_fails_frees_the_hold_and_records_the_billed_cost(
+        fake: Any, owner: Any, project: Any, catalog: None) -> None:
+    fake.state["no_content"] = ["length"]
+    generation = run_pipeline(owner, project, "openrouter/meta-llama/llama-3.3-70b-instruct",
+                              {"prompt": "hi", "max_tokens": 64})
+    assert (generation.status, generation.error_code, generation.credits_charged) == (
+        Status.FAILED, "invalid_input", 0)
+    assert generation.provider_cost_usd == Decimal(str(OPENROUTER_COST))
+    assert credits_summary(user=owner).as_dict() == {"balance": 500, "held": 0, "available": 500}
