@@ -47,7 +47,7 @@ class CreditPackListView(APIView):
         "CreditPackList", CreditPackSerializer,
         payments_enabled=serializers.BooleanField(read_only=True, help_text="Whether buying is on (Stripe is "
                                                                            "configured).")),
-        summary="Credit packs on sale")
+        summary="Credit packs on sale", operation_id="api_v1_credit_packs_list")
     def get(self, request: Request) -> Response:
         packs = billing_stripe.credit_pack_list()
         return Response({"payments_enabled": billing_stripe.payments_enabled(),
