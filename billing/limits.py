@@ -9,7 +9,8 @@ jobs and three limits, counted with django-ratelimit's fixed-window counters on 
   hold, after every check that can refuse it (unknown model, bad inputs, a project you cannot write
   to, credits, budgets): a typo is a 400 and costs nothing, and a submit refused with 429 is given
   back too. Hammering is held off by the per-minute API limit, which counts every call. Both paths
-  count in the same window. The `generate` management command is not limited: it runs on the
+  count in the same window. (The cache is not the database: were the commit itself to fail after
+  the count, that one submit would stay counted.) The `generate` management command is not limited: it runs on the
   server, by someone with a shell there.
 - uploads per day: API uploads through `PlanRateThrottle`; web uploads call `rate_limit_check` once
   per file.

@@ -215,7 +215,9 @@ class StripeEvent(models.Model):
 
 
 class WalletFlag(models.Model):
-    """A wallet a refund clawback would take below zero: flagged for a person, never silently clamped."""
+    """A wallet for a person to look at: a refund clawback took it below zero (`amount`: the shortfall,
+    never silently clamped), or a paid Stripe session rebuilt from its metadata did not match its
+    pack's price (`amount`: the credits not posted; `reference` "stripe:checkout:<cs_id>")."""
 
     account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="flags")
     reason = models.CharField(max_length=255)

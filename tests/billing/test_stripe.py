@@ -441,6 +441,12 @@ def test_a_rebuilt_session_whose_amount_or_currency_is_not_the_packs_is_flagged_
     assert Notification.objects.filter(user=owner, kind="payment_review").count() == 1
     assert StripeEvent.objects.count() == 2
     assert_ledger_sound()
+    err = StringIO()
+    with pytest.raises(CommandError, match="Stripe reconciliation problem"):
+        call_command("stripe_reconcile", stdout=StringIO(), stderr=err)
+    assert ("flagged wallet: owner@example.com has a payment held for review, 500 credits not posted"
+            in err.getvalue())
+    assert f"(checkout.session.completed) for session {session.pk}" in err.getvalue()
 
 
 @pytest.mark.parametrize("body", [b"[]", b'"evt"', b"42", b"null", b'{"id": "evt_1", "type": "x", "data": []}',

@@ -46,8 +46,13 @@ class Command(BaseCommand):
                               f"payment_intent {obj.get('payment_intent')}, {obj.get('amount_refunded')} refunded")
         for flag in billing_stripe.open_wallet_flags():
             problems += 1
-            self.stderr.write(f"flagged wallet: {flag.account.user.email if flag.account.user else flag.account} "
-                              f"is {flag.amount} credits short ({flag.reason}) [{flag.reference}]")
+            who = flag.account.user.email if flag.account.user else flag.account
+            if flag.reference.startswith(billing_stripe.TOPUP_PREFIX):  # a payment that did not match its pack
+                self.stderr.write(f"flagged wallet: {who} has a payment held for review, {flag.amount} credits "
+                                  f"not posted ({flag.reason}) [{flag.reference}]")
+            else:  # a refund's clawback that took the wallet below zero
+                self.stderr.write(f"flagged wallet: {who} is {flag.amount} credits short ({flag.reason}) "
+                                  f"[{flag.reference}]")
         for session in billing_stripe.stale_placeholders():
             self.stdout.write(f"note: checkout {session.pk} of user {session.user_id} never got a Stripe id "
                               f"(the request to Stripe did not finish); nothing can be paid on it")
