@@ -93,41 +93,51 @@ def run_env(transactional_db: Any, tmp_path: Path) -> dict[str, str]:
             "DATABASE_URL": _database_url(), "PYTHONUNBUFFERED": "1"}
 
 
-def test_make_run_prints_the_credentials_last_and_stops_cleanly_on_sigterm(run_env: dict[str, str]) -> None:
-    port = _free_port()
-    supervisor = Supervisor(run_env, port)
-    try:
-        wait_for(lambda: any("Try it" in line for line in supervisor.lines) or supervisor.proc.poll() is not None,
-                 timeout=90, interval=0.05)
-        printed = list(supervisor.lines)
-        assert supervisor.proc.poll() is None, supervisor.output()
-        # The last five lines are the credentials block, after every banner and "ready" line.
-        last = [line for line in printed if line.strip()][-5:]
-        assert [line.split()[0] for line in last] == ["Demo", "Password", "Credits", "API", "Try"], printed[-30:]
-        assert any("generation@" in line and "ready." in line for line in printed), printed
-        token = re.search(r"API token\s+(\S+)", "\n".join(last)).group(1)
-        me = httpx.get(f"http://127.0.0.1:{port}/api/v1/me", headers={"Authorization": f"Bearer {token}"})
-        assert me.status_code == 200 and me.json()["email"] == "demo@studio.local"
+def _start_and_read_credentials(env: dict[str, str], port: int) -> tuple[Supervisor, str]:
+    supervisor = Supervisor(env, port)
+    wait_for(lambda: any("Try it" in line for line in supervisor.lines) or supervisor.proc.poll() is not None,
+             timeout=90, interval=0.05)
+    printed = list(supervisor.lines)
+    assert supervisor.proc.poll() is None, supervisor.output()
+    # The last five lines are the credentials block, after every banner and "ready" line.
+    last = [line for line in printed if line.strip()][-5:]
+    assert [line.split()[0] for line in last] == ["Demo", "Password", "Credits", "API", "Try"], printed[-30:]
+    assert any("generation@" in line and "ready." in line for line in printed), printed
+    token = re.search(r"API token\s+(\S+)", "\n".join(last)).group(1)
+    me = httpx.get(f"http://127.0.0.1:{port}/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status_code == 200 and me.json()["email"] == "demo@studio.local"
+    return supervisor, token
 
-        children = _descendants(supervisor.proc.pid)
-        assert len(children) >= 5  # runserver's reloader and server, two workers (one with a pool), beat
-        sent = time.monotonic()
-        supervisor.proc.send_signal(signal.SIGTERM)
-        assert supervisor.proc.wait(STOP_WITHIN + 5) == 0, supervisor.output()[-3000:]
-        wait_for(lambda: not any(_alive(pid) for pid in children), timeout=max(0.1, STOP_WITHIN - (time.monotonic() - sent)),
-                 message=f"still running: {[pid for pid in children if _alive(pid)]}")
-        assert time.monotonic() - sent < STOP_WITHIN
-        supervisor.reader.join(5)
-        output = supervisor.output()
-        assert "Segmentation fault" not in output and "SIGSEGV" not in output, output[-3000:]
+
+def _stop_within_the_limit(supervisor: Supervisor, signum: int) -> None:
+    children = _descendants(supervisor.proc.pid)
+    assert len(children) >= 5  # runserver's reloader and server, two workers (one with a pool), beat
+    sent = time.monotonic()
+    supervisor.proc.send_signal(signum)
+    assert supervisor.proc.wait(STOP_WITHIN + 5) == 0, supervisor.output()[-3000:]
+    wait_for(lambda: not any(_alive(pid) for pid in children),
+             timeout=max(0.1, STOP_WITHIN - (time.monotonic() - sent)),
+             message=f"still running: {[pid for pid in children if _alive(pid)]}")
+    assert time.monotonic() - sent < STOP_WITHIN, supervisor.output()[-1500:]
+    supervisor.reader.join(5)
+    output = supervisor.output()
+    assert "Segmentation fault" not in output and "SIGSEGV" not in output, output[-3000:]
+
+
+def test_make_run_prints_the_credentials_last_and_stops_on_sigterm_and_ctrl_c(run_env: dict[str, str]) -> None:
+    port = _free_port()
+    supervisor, token = _start_and_read_credentials(run_env, port)
+    try:
+        _stop_within_the_limit(supervisor, signal.SIGTERM)
     finally:
         if supervisor.proc.poll() is None:
             supervisor.kill()
-
-    # A second start reuses the token the first one printed (demo_setup runs the same
-    # demo_account_ensure as the supervisor, without starting the processes again).
-    second = subprocess.run([sys.executable, "manage.py", "demo_setup", "--url", f"http://127.0.0.1:{port}"],
-                            cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=60)
-    assert second.returncode == 0, second.stderr
-    assert re.search(r"API token\s+(\S+)", second.stdout).group(1) == token
+    # A second start prints the same token, and Ctrl-C (SIGINT) stops it as cleanly.
+    again, same = _start_and_read_credentials(run_env, port)
+    try:
+        assert same == token
+        _stop_within_the_limit(again, signal.SIGINT)
+    finally:
+        if again.proc.poll() is None:
+            again.kill()
     assert (Path(run_env["STUDIO_VAR_DIR"]) / "demo-token").stat().st_mode & 0o777 == 0o600
