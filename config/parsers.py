@@ -81,7 +81,8 @@ class StudioJSONParser(JSONParser):
         limit = max_json_body_bytes()
         raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:
-            raise PayloadTooLarge(f"The request body is larger than {limit // (1024 * 1024)} MB.")
+            size = f"{limit / (1024 * 1024):g} MB" if limit >= 1024 * 1024 else f"{limit:,} bytes"
+            raise PayloadTooLarge(f"The request body is larger than {size}, the most the API accepts.")
         try:
             text = raw.decode(encoding)
             parse_constant = drf_json.strict_constant if self.strict else None
