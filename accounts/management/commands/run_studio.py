@@ -1,8 +1,9 @@
 """`make run`: the web server, a generation worker, a housekeeping worker and beat, under one supervisor.
 
 Why not a shell `trap 'kill 0'`: that signals every process in the group at once, so Celery's prefork
-pool children and beat were killed underneath their parents mid-shutdown (a segmentation fault on
-screen, and a worker main process left waiting > 60 s for children that were already gone). Here each
+pool children and embedded beat were killed underneath their parents mid-shutdown (the worker logs
+"ForkPoolWorker-2 exited with signal 15"; a fresh clone's run showed a segmentation fault and a worker
+main process still waiting > 60 s after "beat: Shutting down"). Beat is its own process here. Each
 process runs in its own session, so a terminal's Ctrl-C reaches only this supervisor; it sends SIGTERM
 to each main process (Celery's warm shutdown stops its own pool), waits up to --stop-timeout seconds
 (6: an idle worker notices SIGTERM only between 2-second polls of the broker, then stops its pool),
