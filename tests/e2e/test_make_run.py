@@ -93,6 +93,14 @@ def run_env(transactional_db: Any, tmp_path: Path) -> dict[str, str]:
             "DATABASE_URL": _database_url(), "PYTHONUNBUFFERED": "1"}
 
 
+def _get_me(port: int, token: str) -> httpx.Response | None:
+    """GET /api/v1/me, or None while runserver's autoreloader restarts it (a file saved meanwhile)."""
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+    except httpx.TransportError:
+        return None
+
+
 def _start_and_read_credentials(env: dict[str, str], port: int) -> tuple[Supervisor, str]:
     supervisor = Supervisor(env, port)
     wait_for(lambda: any("Try it" in line for line in supervisor.lines) or supervisor.proc.poll() is not None,
@@ -104,7 +112,7 @@ def _start_and_read_credentials(env: dict[str, str], port: int) -> tuple[Supervi
     assert [line.split()[0] for line in last] == ["Demo", "Password", "Credits", "API", "Try"], printed[-30:]
     assert any("generation@" in line and "ready." in line for line in printed), printed
     token = re.search(r"API token\s+(\S+)", "\n".join(last)).group(1)
-    me = httpx.get(f"http://127.0.0.1:{port}/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+    me = wait_for(lambda: _get_me(port, token), timeout=30, message="the web server stopped answering")
     assert me.status_code == 200 and me.json()["email"] == "demo@studio.local"
     return supervisor, token
 
