@@ -149,3 +149,14 @@ def test_make_run_prints_the_credentials_last_and_stops_on_sigterm_and_ctrl_c(ru
         if again.proc.poll() is None:
             again.kill()
     assert (Path(run_env["STUDIO_VAR_DIR"]) / "demo-token").stat().st_mode & 0o777 == 0o600
+
+
+def test_make_run_refuses_a_port_another_server_listens_on(run_env: dict[str, str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run([sys.executable, "manage.py", "run_studio", "--port", str(port)], cwd=ROOT,
+                                env=run_env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and f"already listening on 127.0.0.1:{port}" in result.stderr
+    assert "API token" not in result.stdout

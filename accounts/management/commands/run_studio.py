@@ -104,6 +104,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, host: str, port: int, email: str, concurrency: int, ready_timeout: float,
                stop_timeout: float, noreload: bool, no_web: bool, **options: Any) -> None:
         url = f"http://{host}:{port}"
+        if not no_web and _listening(host, port):
+            # Checked first: readiness is "the port accepts connections", which another server would fake.
+            raise CommandError(f"Something is already listening on {host}:{port}; stop it or pick another "
+                               "port (make run PORT=8001).")
         credentials = None if no_web else demo_account_ensure(email=email)
         connections.close_all()  # this process holds no database connection while the others run
 
