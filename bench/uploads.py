@@ -49,7 +49,11 @@ if str(ROOT) not in sys.path:
 
 from bench.paths import bench_var_dir  # noqa: E402
 
+# The scratch database migrated and the bench's user made in one Django process (a second one would
+# cost another start-up of the whole project).
 SETUP = """
+from django.core.management import call_command
+call_command("migrate", interactive=False, verbosity=0)
 from accounts.services import api_token_create, user_create
 from bench.plans import bench_plan_assign
 from projects.services import project_create
@@ -209,7 +213,6 @@ def main() -> int:
     log = scratch / "server.log"
     try:
         print(f"scratch: {scratch}")
-        subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
         setup = subprocess.run([PYTHON, "manage.py", "shell", "-c", SETUP], cwd=ROOT, env=env, check=True,
                                capture_output=True, text=True)
         token, project = setup.stdout.split()[-2:]
