@@ -10,6 +10,9 @@ from typing import Any
 
 from django.urls import reverse
 
+from assets.preview_views import preview_version
+from assets.services import asset_path
+
 KIND_ICONS = {"image": "🖼", "video": "🎞", "audio": "🔊", "text": "📄", "mesh": "🧊", "other": "📦"}
 
 
@@ -26,9 +29,6 @@ def cover_url(item: Any) -> str | None:
     """A project's or collection's cover: the small WebP thumbnail of its cover image (`cover_id`,
     `cover_thumb` from the list selectors), versioned so the browser caches it; None while there is no
     thumbnail (the card shows an icon). Never the original file: a ×4 upscale is megabytes."""
-    from assets.preview_views import preview_version
-    from assets.services import asset_path
-
     if not (getattr(item, "cover_id", None) and getattr(item, "cover_thumb", "")):
         return None
     return asset_path("asset-preview-file", item.cover_id, size="small") + f"?v={preview_version(item.cover_thumb)}"
