@@ -12,8 +12,8 @@ Which leg runs what (the two legs of `make test` run side by side):
   PostgreSQL, on the leg's server with databases named after its test database (`test_studio_bench_…`,
   never the real bench's `studio_*_bench`) and the leg's own Redis db (which its tests flush anyway);
 - the four scripts that use no database of the leg's (they set up their own SQLite or none) run once,
-  split between the legs so that each leg pays about the same: previews and export in the SQLite leg,
-  adapters and uploads in the PostgreSQL leg.
+  split between the legs so that each leg pays about the same: adapters, previews and export in the
+  SQLite leg, uploads in the PostgreSQL leg.
 
 Scratch files go under this leg's STUDIO_VAR_DIR (`bench-smoke/`, through BENCH_VAR_DIR), apart from
 the other leg's and from a real `make bench`'s var/bench/. The scripts run two at a time, so one's
@@ -79,8 +79,6 @@ def _smokes() -> dict[str, Smoke]:
                              r"Ledger check: 0 unbalanced postings, 0 wallets with drift"), ("DATABASE_URL",)),
             "gallery": Smoke("gallery.py", (*gallery_args, "--db-name", _scratch_db("gallery")), gallery_lines,
                              ("DATABASE_URL",)),
-            "adapters": Smoke("adapters.py", ("--n", "3", "--warmup", "1"),
-                              (rf"openai chat .* ratio {ratio}", rf"replicate prediction .* ratio {ratio}")),
             "uploads": Smoke("uploads.py", ("--base-mb", "1", "--big-mb", "2"),
                              (rf"peak RSS, 2 MB vs 1 MB: {ratio} for {ratio} the bytes",)),
         }
@@ -89,6 +87,8 @@ def _smokes() -> dict[str, Smoke]:
         # and the workers' broker polling at 50 ms: an idle worker polling every 5 ms takes CPU from the rest.
         "run": Smoke("run.py", ("--smoke", "--n", "3", "--warmup", "1", "--as-configured-n", "0",
                                 "--polling-interval", "0.05", "--sqlite-only"), run_lines),
+        "adapters": Smoke("adapters.py", ("--n", "3", "--warmup", "1"),
+                          (rf"openai chat .* ratio {ratio}", rf"replicate prediction .* ratio {ratio}")),
         "previews": Smoke("previews.py", ("--n", "1", "--repeat", "1", "--size", "640x480"),
                           (rf"vs Pillow resize\(\) +{ratio} the rate", r"The floors: ")),
         "export": Smoke("export.py", ("--small-mb", "1", "--large-mb", "2"),
@@ -100,7 +100,7 @@ def _smokes() -> dict[str, Smoke]:
 
 SMOKES = _smokes()
 # Each benchmark and the leg it runs in; the test for one the other leg runs is skipped here.
-EVERY = {"run": "both", "gallery": "both", "ledger": "postgres", "adapters": "postgres", "previews": "sqlite",
+EVERY = {"run": "both", "gallery": "both", "ledger": "postgres", "adapters": "sqlite", "previews": "sqlite",
          "export": "sqlite", "uploads": "postgres"}
 
 
