@@ -39,6 +39,7 @@ from django.utils import timezone
 from rest_framework import status
 
 from billing.models import Budget, BudgetAlert, BudgetPeriod, BudgetUsage, Notification, UsageDaily
+from billing.wording import credits_display
 from config.errors import InvalidRequest, ServiceError
 
 THRESHOLDS = (50, 80, 100)
@@ -260,7 +261,7 @@ def _lock_counted(usage_ids: list[int]) -> list[tuple[Budget, BudgetUsage]]:
 def _refuse(budget: Budget, usage: BudgetUsage, *, credits: int, project: Any) -> BudgetExceeded:
     label = budget_label(budget, project_name=project.name if budget.project_id else None)
     used = usage.spent + usage.held
-    message = (f"This would exceed {label}: {used} of {budget.limit_credits} credits used, "
+    message = (f"This would exceed {label}: {used} of {credits_display(budget.limit_credits)} used, "
                f"this job needs {credits}.")
     message = message[0].upper() + message[1:]
     return BudgetExceeded(message, extra={"budget": {
@@ -375,7 +376,7 @@ def _notify(budget: Budget, *, threshold: int, used: int, period_start: date, pr
         subject_name = "your monthly budget"
     when = f" for {period_start:%B %Y}" if budget.period == BudgetPeriod.MONTHLY else ""
     state = "fully used" if threshold >= 100 else f"{threshold}% used"
-    message = f"{label[0].upper()}{label[1:]} is {state}{when}: {used} of {budget.limit_credits} credits spent or on hold."
+    message = f"{label[0].upper()}{label[1:]} is {state}{when}: {used} of {credits_display(budget.limit_credits)} spent or on hold."
     if threshold >= 100:
         message += (" New jobs that need credits are refused until "
                     + ("next month or " if budget.period == BudgetPeriod.MONTHLY else "")

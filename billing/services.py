@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.models import AccountKind, Entry, Hold, HoldStatus, LedgerAccount, Transaction
+from billing.wording import credits_display
 
 
 class InsufficientCredits(Exception):
@@ -17,7 +18,7 @@ class InsufficientCredits(Exception):
         self.held = held
         self.available = balance - held
         self.required = required
-        super().__init__(f"This needs {required} credits; you have {self.available} available "
+        super().__init__(f"This needs {credits_display(required)}; you have {self.available} available "
                          f"({balance} balance, {held} on hold for running jobs).")
 
 

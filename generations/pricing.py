@@ -21,6 +21,8 @@ from typing import Any
 
 from django.conf import settings
 
+from billing.wording import credits_display
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -91,10 +93,6 @@ def byo_fee(credits: int) -> int:
 
 def usd_fee_round(hundredths: int) -> int:
     return -(-hundredths // 100)  # ceiling division: a fee on a paid job is at least one credit
-
-
-def credits_display(credits: int) -> str:
-    return f"{credits:,} credit" + ("" if credits == 1 else "s")
 
 
 __all__ = ["Estimate", "estimate", "actual", "usd_to_credits", "credits_display"]
