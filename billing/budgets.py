@@ -189,12 +189,17 @@ def _count_earlier_use(budget: Budget, *, project: Any, user: Any, in_flight: li
         rollups = rollups.filter(day__gte=start)
     spent = rollups.aggregate(total=Sum("credits"))["total"] or 0
     held = sum(job.credits_held for job in in_flight)
+    # The count is set, not added to: switching total → monthly → total finds the total row kept from
+    # before (usage rows go only with the budget), whose spend and running holds are in these figures
+    # already.
     if not spent and not held:
+        BudgetUsage.objects.filter(budget=budget, period_start=start).delete()
         return  # the first hold makes the row, as for any period
-    usage, _ = BudgetUsage.objects.select_for_update().get_or_create(budget=budget, period_start=start)
-    BudgetUsage.objects.filter(pk=usage.pk).update(spent=F("spent") + spent, held=F("held") + held)
+    usage, _ = BudgetUsage.objects.update_or_create(budget=budget, period_start=start,
+                                                    defaults={"spent": spent, "held": held})
     for job in in_flight:
-        Generation.objects.filter(pk=job.pk).update(budget_usage_ids=[*(job.budget_usage_ids or []), usage.pk])
+        if usage.pk not in (job.budget_usage_ids or []):
+            Generation.objects.filter(pk=job.pk).update(budget_usage_ids=[*(job.budget_usage_ids or []), usage.pk])
 
 
 @transaction.atomic

@@ -307,6 +307,22 @@ def test_clearing_a_budget_and_setting_it_again_keeps_the_count(owner: Any, proj
     assert usage_of(budget_set(project=project, limit_credits=200)) == (2 * JOB, 0)
 
 
+def test_switching_a_budget_total_monthly_and_back_counts_the_spend_and_running_holds_once(
+        owner: Any, project: Any, catalog: None, priced: Plan) -> None:
+    spend(owner, project, 1)
+    running = submit(owner, project)
+    total = budget_set(project=project, limit_credits=1000, period="total")
+    assert usage_of(total) == (JOB, JOB)
+    assert usage_of(budget_set(project=project, limit_credits=1000, period="monthly")) == (JOB, JOB)
+    # Back to total: its row from before is counted afresh, not added to.
+    total = budget_set(project=project, limit_credits=1000, period="total")
+    assert usage_of(total) == (JOB, JOB)
+    running.refresh_from_db()
+    assert len(running.budget_usage_ids) == len(set(running.budget_usage_ids))
+    generation_run(running.pk)
+    assert usage_of(total) == (2 * JOB, 0)
+
+
 def test_a_budget_limit_over_the_columns_range_is_a_400_naming_the_limit(owner_api: APIClient, project: Any) -> None:
     from config.errors import InvalidRequest
 
