@@ -298,6 +298,11 @@ def _flag_wallet(*, wallet: LedgerAccount, credits: int, shortfall: int, referen
 
 # --- webhook events ----------------------------------------------------------------------------------
 
+STRIPE_EVENT_ID_MAX = StripeEvent._meta.get_field("id").max_length
+STRIPE_EVENT_TYPE_MAX = StripeEvent._meta.get_field("type").max_length
+STRIPE_CREATED_MAX = int(datetime(9999, 1, 1, tzinfo=UTC).timestamp())
+
+
 def stripe_event_verify(*, body: bytes, signature: str | None) -> dict[str, Any]:
     """Check the Stripe-Signature header against the raw body (ref §6.3: HMAC-SHA256 of "<t>.<body>"
     with the endpoint's whsec_ secret, any v1 may match, t no older than the tolerance). Returns the
@@ -325,6 +330,11 @@ def stripe_event_verify(*, body: bytes, signature: str | None) -> dict[str, Any]
             or not isinstance(payload.get("type"), str) or not isinstance(data, dict)
             or not isinstance(data.get("object"), dict)
             or not isinstance(payload.get("created", 0), int) or isinstance(payload.get("created"), bool)):
+        raise WebhookRejected("The body is not a Stripe event.", code="invalid_event")
+    # Within what StripeEvent stores (its id and type columns, a datetime for `created`), so a
+    # signed but odd event is refused here rather than failing in the database or in fromtimestamp.
+    if (len(payload["id"]) > STRIPE_EVENT_ID_MAX or len(payload["type"]) > STRIPE_EVENT_TYPE_MAX
+            or not 0 <= payload.get("created", 0) <= STRIPE_CREATED_MAX):
         raise WebhookRejected("The body is not a Stripe event.", code="invalid_event")
     return payload
 

@@ -452,9 +452,14 @@ def test_a_rebuilt_session_whose_amount_or_currency_is_not_the_packs_is_flagged_
 @pytest.mark.parametrize("body", [b"[]", b'"evt"', b"42", b"null", b'{"id": "evt_1", "type": "x", "data": []}',
                                   b'{"id": "evt_1", "type": "x", "data": {"object": []}}',
                                   b'{"id": "evt_1", "type": "x", "created": "soon", "data": {"object": {}}}',
-                                  b"[" * 100_000 + b"]" * 100_000],
+                                  b"[" * 100_000 + b"]" * 100_000,
+                                  b'{"id": "evt_1", "type": "x", "created": 100000000000000, "data": {"object": {}}}',
+                                  b'{"id": "evt_1", "type": "x", "created": -100000000000000, "data": {"object": {}}}',
+                                  b'{"id": "evt_' + b"1" * 300 + b'", "type": "x", "data": {"object": {}}}',
+                                  b'{"id": "evt_1", "type": "' + b"x" * 101 + b'", "data": {"object": {}}}'],
                          ids=["array", "string", "number", "null", "data array", "object array", "created string",
-                              "deep nesting"])
+                              "deep nesting", "created past year 9999", "created before 1970", "id too long",
+                              "type too long"])
 def test_a_correctly_signed_body_that_is_not_an_event_is_a_400_in_the_json_error_shape(
         stripe_on: FakeServer, client: Any, body: bytes) -> None:
     import stripe
