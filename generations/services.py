@@ -453,7 +453,7 @@ def _execute(generation: Generation, *, resuming: bool) -> None:
     started = time.monotonic()
     # Why the runner asked the provider to stop the job ("cancel": the user's; "timeout": the model's
     # limit), and until when it waits for the provider to say how the job ended.
-    stop, stop_by = "", timezone.now()
+    stop, stop_by, stop_blips = "", timezone.now(), 0
     prepared: list[tuple[Any, Any, int]] = []
     try:
         reused = bool(generation.provider_request_id)
@@ -470,7 +470,19 @@ def _execute(generation: Generation, *, resuming: bool) -> None:
                 run.flush(awaiting_webhook=True)
                 return
         while True:
-            status = provider.poll(job)
+            try:
+                status = provider.poll(job)
+            except ProviderError as exc:
+                if not (stop and exc.retryable and timezone.now() <= stop_by):
+                    raise
+                # A stopped job is never re-queued (its cancel or timeout stands), so a blip while asking
+                # how it ended is waited out within the grace: the provider may still finish and bill it.
+                if not stop_blips:
+                    run.log(f"Could not reach the provider ({exc.code}); still waiting for the job to end.")
+                stop_blips += 1
+                run.flush()
+                time.sleep(settings.GENERATION_POLL_INTERVAL)
+                continue
             if reused and not stop and status.state == "failed" and status.error_code == "lost":
                 # The provider no longer knows the request (the local provider's jobs die with the
                 # worker process that ran them): submit it afresh, within this attempt.

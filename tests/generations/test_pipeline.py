@@ -184,6 +184,33 @@ def test_cancel_while_running_stops_the_provider_and_releases_the_hold(owner: An
     assert "Cancel requested" in " ".join(line["message"] for line in generation.logs)
 
 
+def test_a_job_that_finishes_after_a_blip_during_the_cancel_grace_is_delivered_and_charged(
+        owner: Any, project: Any, catalog: None, scripted: Any) -> None:
+    # A cancel is a request: after it, the provider may still finish (and bill) the job. A transient
+    # error while asking how it ended must not end it as canceled with the billed outputs left behind.
+    provider = scripted(ProviderStatus(state="running", progress=30))
+    generation = submit(owner, project)
+    after_cancel = [ProviderError("Bad gateway", code="upstream_502", retryable=True),
+                    ProviderStatus(state="succeeded", outputs=[Output(kind="image", mime="image/png", data=png())])]
+
+    def poll(job: ProviderJob) -> ProviderStatus:
+        if not provider.canceled:
+            generation_cancel(user=owner, generation_id=generation.pk)
+            return ProviderStatus(state="running", progress=30)
+        step = after_cancel.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    provider.poll = poll  # type: ignore[method-assign]
+    generation_run(generation.pk)
+    generation.refresh_from_db()
+    assert provider.canceled and after_cancel == []
+    assert (generation.status, generation.credits_charged) == (Status.SUCCEEDED, 1), generation.error_message
+    assert credits_summary(user=owner).as_dict() == {"balance": 499, "held": 0, "available": 499}
+    assert Asset.objects.filter(generation=generation).count() == 1
+
+
 def test_a_job_past_its_timeout_fails_and_is_canceled_upstream(owner: Any, project: Any, catalog: None,
                                                               scripted: Any) -> None:
     from generations.models import AIModel
