@@ -163,3 +163,44 @@ def test_make_run_refuses_a_port_another_server_listens_on(run_env: dict[str, st
                                 env=run_env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and f"already listening on 127.0.0.1:{port}" in result.stderr
     assert "API token" not in result.stdout
+
+
+# Stand-ins for the four processes, for a supervisor test that needs no real server: each says it is
+# ready as a Celery process does (touching STUDIO_READY_FILE) and then idles like one.
+_STAND_IN = ("import os, pathlib, time; pathlib.Path(os.environ['STUDIO_READY_FILE']).touch(); "
+             "[time.sleep(0.1) for _ in range(600)]")
+_DRIVER = f"""
+import sys, django
+django.setup()
+from django.core.management import call_command
+from accounts.management.commands import run_studio
+
+def children(self, host, port, concurrency, noreload, ready_dir):
+    return [run_studio.Child(name, [sys.executable, "-c", {_STAND_IN!r}], ready_file=ready_dir / name)
+            for name in ("worker", "housekeeping", "beat")]
+
+run_studio.Command._children = children
+call_command("run_studio", "--no-web", "--stop-timeout", "3")
+"""
+
+
+def test_the_supervisor_stops_its_processes_when_its_terminal_closes(run_env: dict[str, str]) -> None:
+    """Each process runs in its own session, out of the terminal's reach: closing the terminal
+    (SIGHUP) must stop them through the supervisor, or they would outlive it holding the port."""
+    proc = subprocess.Popen([sys.executable, "-c", _DRIVER], cwd=ROOT, env=run_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        lines = iter(proc.stdout.readline, b"")
+        assert any(b"workers and beat are running" in line for line in lines), "the supervisor stopped early"
+        children = _descendants(proc.pid)
+        assert len(children) == 3
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(10) == 0
+        wait_for(lambda: not any(_alive(pid) for pid in children), timeout=5,
+                 message=f"still running: {[pid for pid in children if _alive(pid)]}")
+    finally:
+        if proc.poll() is None:
+            for pid in _descendants(proc.pid) | {proc.pid}:
+                os.kill(pid, signal.SIGKILL)
+            proc.wait(10)

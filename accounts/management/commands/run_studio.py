@@ -86,7 +86,7 @@ class Child:
 class Command(BaseCommand):
     help = ("Start the studio for development: the web server, a generation worker (queue `celery`), a "
             "housekeeping worker (queue `housekeeping`) and beat; print the demo account's credentials "
-            "once all are up. Ctrl-C or SIGTERM stops them all within --stop-timeout seconds.")
+            "once all are up. Ctrl-C, SIGTERM or closing the terminal stops them all within --stop-timeout seconds.")
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--host", default="127.0.0.1")
@@ -115,6 +115,9 @@ class Command(BaseCommand):
         self.stopping = False
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
+        # The processes run in sessions of their own, so a closed terminal's SIGHUP reaches only this
+        # supervisor: by default it would die of it and leave them all running (the port held).
+        signal.signal(signal.SIGHUP, self._on_signal)
         ready_dir = Path(tempfile.mkdtemp(prefix="studio-ready-"))
         children = self._children(host, port, concurrency, noreload, ready_dir)
         if no_web:
