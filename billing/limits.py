@@ -23,7 +23,7 @@ keeps the count so far.
 
 Windows are fixed: django-ratelimit puts the window's end in the counter's key, so a new window is a
 new counter, and the 429 says when that is. The counter's cache entry expires at that end on every
-backend (`_keep_expiry`): Django's generic `incr` (the file and database caches) rewrites an entry
+backend (`_Counter.keep_expiry`): Django's generic `incr` (the file and database caches) rewrites an entry
 with the cache's default timeout (300 s), which would forget an hourly count five minutes after the
 last submit, long before the time the 429 promised.
 """
