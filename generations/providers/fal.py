@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import json
 import logging
 import mimetypes
@@ -659,7 +660,7 @@ def _refetch_allowed(source: str) -> bool:
     out (fal retries a webhook for 2 hours, and the sweep polls parked jobs, so it is a delay, not a
     loss). Keyed per source, a forger only spends its own slot."""
     digest = _url_digest()
-    who = hashlib.sha256((source or "unknown").encode()).hexdigest()[:16]
+    who = hashlib.sha256(_sender(source).encode()).hexdigest()[:16]
     if not cache.add(f"fal:jwks-refresh:{digest}:{who}", True, JWKS_REFRESH_MIN_SECONDS):
         return False
     window = int(time.time() // JWKS_REFRESH_MIN_SECONDS)
@@ -671,6 +672,21 @@ def _refetch_allowed(source: str) -> bool:
         cache.add(total_key, 1, JWKS_REFRESH_MIN_SECONDS * 2)
         total = 1
     return total <= JWKS_REFRESH_MAX_PER_WINDOW
+
+
+def _sender(source: str) -> str:
+    """The unit a refetch slot belongs to: an IPv4 address, or an IPv6 address's /64. One host is
+    routinely given a whole /64, so keyed per IPv6 address a single forger would have endless slots and
+    could spend the ceiling shared by every sender."""
+    try:
+        address = ipaddress.ip_address(source)
+    except ValueError:
+        return source or "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 def _any_key_verifies(keys: list[Ed25519PublicKey], message: bytes, signature: bytes) -> bool:

@@ -486,6 +486,23 @@ def test_forged_webhooks_from_one_address_refetch_the_keys_at_most_once_per_wind
     assert jwks_fetches(fal) == 2  # one refetch for that address, not one per forged request
 
 
+def test_forged_webhooks_from_one_ipv6_network_share_one_refetch(fal: FakeServer, provider: FalProvider) -> None:
+    # A host is routinely given a whole /64: keyed per address, one forger would have endless refetches
+    # and could spend the ceiling that every sender shares.
+    body = webhook_delivery(fal, "req-1", payload={"images": []})
+    provider.parse_webhook(sign_webhook(fal, body, request_id="req-1"), body, source="2001:db8::1")
+    assert jwks_fetches(fal) == 1
+    for n in range(5):
+        forged = sign_webhook(fal, body, request_id="req-1", key=Ed25519PrivateKey.generate())
+        with pytest.raises(WebhookRejected, match="does not verify"):
+            provider.parse_webhook(forged, body, source=f"2001:db8:0:7::{n + 1:x}")
+    assert jwks_fetches(fal) == 2  # one refetch for the whole /64
+    forged = sign_webhook(fal, body, request_id="req-1", key=Ed25519PrivateKey.generate())
+    with pytest.raises(WebhookRejected):
+        provider.parse_webhook(forged, body, source="2001:db8:0:8::1")  # another network has its own
+    assert jwks_fetches(fal) == 3
+
+
 @pytest.mark.django_db
 def test_a_forger_cannot_use_up_the_refetch_a_webhook_signed_with_a_rotated_key_needs(
         fal: FakeServer, client: Any) -> None:
