@@ -22,35 +22,29 @@ __all__ = ["BudgetExceeded", "budget_hold", "budget_release", "budget_resize", "
 
 def usage_record(*, generation: Any, succeeded: bool, credits: int, provider_cost_usd: Decimal | None) -> None:
     """Count a finished generation (succeeded or failed; canceled ones are not usage) in its day's
-    rollup row: an atomic increment, so concurrent workers never lose a count."""
-    key = {"day": timezone.localdate(), "user_id": generation.user_id, "project_id": generation.project_id,
-           "model": generation.model_id}
-    changes = {"generations": F("generations") + 1, "succeeded": F("succeeded") + int(succeeded),
-               "failed": F("failed") + int(not succeeded), "credits": F("credits") + credits,
-               "provider_cost_usd": F("provider_cost_usd") + (provider_cost_usd or Decimal(0))}
-    if UsageDaily.objects.filter(**key).update(**changes):
-        return
-    try:
-        with transaction.atomic():
-            UsageDaily.objects.create(**key, provider=generation.provider, generations=1, succeeded=int(succeeded),
-                                      failed=int(not succeeded), credits=credits,
-                                      provider_cost_usd=provider_cost_usd or Decimal(0))
-    except IntegrityError:  # another worker created today's row first
-        UsageDaily.objects.filter(**key).update(**changes)
+    rollup row."""
+    _rollup_add(generation, generations=1, succeeded=int(succeeded), failed=int(not succeeded), credits=credits,
+                provider_cost_usd=provider_cost_usd or Decimal(0))
 
 
 def usage_cost_record(*, generation: Any, provider_cost_usd: Decimal) -> None:
     """Add what a provider billed for work that is not counted as a finished generation: a canceled
     job (Replicate bills the time a canceled prediction ran) or a failed attempt that is retried. The
     day's provider spend, and so the admin's margin report, stays true; the job counts are untouched."""
-    if not provider_cost_usd:
-        return
+    if provider_cost_usd:
+        _rollup_add(generation, provider_cost_usd=provider_cost_usd)
+
+
+def _rollup_add(generation: Any, **amounts: int | Decimal) -> None:
+    """Add `amounts` to the generation's row for today: an atomic increment, so concurrent workers
+    never lose a count."""
     key = {"day": timezone.localdate(), "user_id": generation.user_id, "project_id": generation.project_id,
            "model": generation.model_id}
-    if UsageDaily.objects.filter(**key).update(provider_cost_usd=F("provider_cost_usd") + provider_cost_usd):
+    changes = {field: F(field) + amount for field, amount in amounts.items()}
+    if UsageDaily.objects.filter(**key).update(**changes):
         return
     try:
         with transaction.atomic():
-            UsageDaily.objects.create(**key, provider=generation.provider, provider_cost_usd=provider_cost_usd)
+            UsageDaily.objects.create(**key, provider=generation.provider, **amounts)
     except IntegrityError:  # another worker created today's row first
-        UsageDaily.objects.filter(**key).update(provider_cost_usd=F("provider_cost_usd") + provider_cost_usd)
+        UsageDaily.objects.filter(**key).update(**changes)
