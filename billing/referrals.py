@@ -79,6 +79,12 @@ def referral_redeem(*, user: Any, code: str) -> Referral:
     if code_row.user_id == user.pk:
         raise InvalidRequest("That is your own referral code: share it with someone new.", code="referral_own",
                              fields={"code": ["You cannot redeem your own code."]})
+    # Every redemption first locks the referral-bonuses account: the cycle check below reads the
+    # referrals that redemptions locking other wallets may be adding, so two of them (b → c and d → a,
+    # with a → b and c → d made) could each pass it and together close a loop. Redemptions are rare,
+    # so serialising them costs little. Taken before the wallets, by every redemption, so no deadlock.
+    source = system_account("referral", AccountKind.REFERRAL)
+    LedgerAccount.objects.select_for_update().filter(pk=source.pk).first()
     # Both wallets are locked, in user-id order: two users redeeming each other's codes at the same
     # moment take the locks in the same order and cannot deadlock. The redeeming user's lock also
     # serialises a double submit, which then finds the first redemption below.
@@ -99,7 +105,6 @@ def referral_redeem(*, user: Any, code: str) -> Referral:
     referral = Referral.objects.create(code=code_row, referred=user)
     bonus = referral_bonus()
     if bonus > 0:
-        source = system_account("referral", AccountKind.REFERRAL)
         # Keyed by the referred user, so each referred account pays out exactly once per side, even if
         # the Referral row were ever recreated.
         for uid, role, memo in ((user.pk, "referred", "Referral bonus: welcome"),

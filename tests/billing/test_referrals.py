@@ -214,3 +214,48 @@ def test_concurrent_redemptions_of_one_code_pay_once_and_crossed_ones_do_not_dea
     assert credits_summary(user=alice).balance == 100 and credits_summary(user=bob).balance == 100
     assert set(outcomes) <= {"ok", "referral_cycle"}
     assert wallet_drift() == [] and unbalanced_transactions() == []
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_redemptions_that_together_would_close_a_cycle_of_four_cannot_both_pass(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from billing import referrals
+
+    a, b, c, d = (newcomer(f"{name}@example.com") for name in "abcd")
+    code = {user.pk: referral_code_get_or_create(user=user).code for user in (a, b, c, d)}
+    referral_redeem(user=b, code=code[a.pk])  # a → b
+    referral_redeem(user=d, code=code[c.pk])  # c → d
+    # b → c and d → a at once would close a → b → c → d → a, and their wallet locks do not overlap
+    # ({b, c} and {a, d}). Each one waits after its cycle check until the other has checked too (or a
+    # second passed, if the other cannot check yet), so both check before either commits unless
+    # the checks are serialised.
+    meeting = threading.Barrier(2)
+    check = referrals._check_no_cycle
+
+    def check_then_meet(**kwargs: Any) -> None:
+        check(**kwargs)
+        try:
+            meeting.wait(timeout=1)
+        except threading.BrokenBarrierError:
+            pass
+
+    monkeypatch.setattr(referrals, "_check_no_cycle", check_then_meet)
+    outcomes: list[str] = []
+
+    def redeem(user: Any, referrer: Any) -> None:
+        try:
+            referral_redeem(user=user, code=code[referrer.pk])
+            outcomes.append("ok")
+        except InvalidRequest as exc:
+            outcomes.append(exc.code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=redeem, args=pair) for pair in ((c, b), (a, d))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == ["ok", "referral_cycle"]
+    assert Referral.objects.count() == 3
