@@ -13,6 +13,7 @@ from accounts.models import User
 from assets.inspection import RefusedFile
 from assets.services import asset_create
 from billing.services import InsufficientCredits
+from billing.wording import credits_display
 from config.errors import ServiceError
 from generations.models import Generation, Status
 from generations.services import generation_create
@@ -65,9 +66,8 @@ class Command(BaseCommand):
             details = "; ".join(f"{k}: {', '.join(v)}" for k, v in exc.fields.items())
             raise CommandError(f"{exc.message}" + (f" ({details})" if details and details not in exc.message else ""))
         if not opts["json"]:
-            credits = generation.credits_estimated
             self.stderr.write(f"Submitted {generation.pk} ({generation.model_id}), "
-                              f"estimated {credits} credit{'' if credits == 1 else 's'}.")
+                              f"estimated {credits_display(generation.credits_estimated)}.")
         if not opts["no_wait"]:
             generation = self._wait(generation, opts["timeout"], quiet=opts["json"])
         self._report(generation, as_json=opts["json"])
