@@ -3,8 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db.models import Case, Count, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, Value, When
-from django.db.models.functions import Coalesce
+from django.db.models import Case, Func, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, When
 from django.http import Http404
 
 from config.lookups import by_id_or_404
@@ -39,13 +38,13 @@ def with_queue_place(qs: QuerySet[Generation]) -> QuerySet[Generation]:
     it. Every generation run waits on the one `celery` queue for the studio's own workers (before it is
     sent to any provider), oldest first, so this is how many jobs the workers take up before this one
     (0: it is next). A job waiting out a retry's backoff counts as ahead: an estimate, not a promise.
-    One correlated subquery (index gen_status_created), so a page of jobs costs no extra query."""
+    One correlated subquery, so a page of jobs costs no extra query: a bare COUNT(*) (no GROUP BY, so
+    it always answers one row) over the partial index gen_queued_created, which it matches exactly."""
     ahead = (Generation.objects.filter(status=Status.QUEUED, cancel_requested=False,
                                        created_at__lt=OuterRef("created_at"))
-             .order_by().values("status").annotate(n=Count("pk")).values("n")[:1])
-    return qs.annotate(queued_ahead=Case(
-        When(status=Status.QUEUED, then=Coalesce(Subquery(ahead, output_field=IntegerField()), Value(0))),
-        default=None, output_field=IntegerField()))
+             .order_by().annotate(n=Func(template="COUNT(*)", output_field=IntegerField())).values("n"))
+    return qs.annotate(queued_ahead=Case(When(status=Status.QUEUED, then=Subquery(ahead)),
+                                         default=None, output_field=IntegerField()))
 
 
 def generation_page_for_user(user: Any) -> QuerySet[Generation]:

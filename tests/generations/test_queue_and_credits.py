@@ -68,6 +68,22 @@ def test_the_job_list_counts_queue_places_in_a_fixed_number_of_queries(owner: An
     assert sorted(positions(owner_api).values()) == list(range(9))
 
 
+def test_the_queue_place_is_counted_from_the_small_partial_index_of_waiting_jobs(
+        owner: Any, project: Any, catalog: None) -> None:
+    from generations.selectors import with_queue_place
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite cannot match a partial index's condition against a bound parameter")
+    for _ in range(3):
+        submit(owner, project)
+    sql, params = with_queue_place(Generation.objects.all()).query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a test table is small enough to scan
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Index Only Scan using gen_queued_created" in plan, plan
+
+
 def test_the_job_pages_show_the_queue_place(owner: Any, project: Any, client: Any, catalog: None) -> None:
     submit(owner, project)
     waiting = submit(owner, project)
