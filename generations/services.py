@@ -484,6 +484,10 @@ def _execute(generation: Generation, *, resuming: bool) -> None:
                 time.sleep(settings.GENERATION_POLL_INTERVAL)
                 continue
             if reused and not stop and status.state == "failed" and status.error_code == "lost":
+                if generation.cancel_requested:
+                    # Lost with its dead worker after the user asked to cancel: nothing left to stop.
+                    status = ProviderStatus(state="canceled")
+                    break
                 # The provider no longer knows the request (the local provider's jobs die with the
                 # worker process that ran them): submit it afresh, within this attempt.
                 run.log("The previous request was lost with its worker; submitting again.")
@@ -780,7 +784,8 @@ def generations_sweep_stale(now: Any = None) -> dict[str, int]:
     (or failed and refunded once out of attempts); queued jobs not picked up for STALE_QUEUED_AFTER
     are dispatched again (a lost broker message). Claims make a duplicate dispatch harmless. A job
     whose cancel was requested is never re-queued or re-dispatched (the claim would skip it forever):
-    it is canceled and its hold released."""
+    one the provider has is resumed, so a worker asks the provider to stop it and learns how it ended;
+    any other is canceled here and its hold released."""
     now = now or timezone.now()
     counts = {"requeued": 0, "failed": 0, "redispatched": 0, "canceled": 0}
     stale = now - settings.STALE_RUNNING_AFTER
@@ -791,9 +796,20 @@ def generations_sweep_stale(now: Any = None) -> dict[str, int]:
         _dispatch_resume(str(gid))
         counts["resumed"] += 1
     stale_running = Generation.objects.filter(status=Status.RUNNING, awaiting_webhook=False, heartbeat_at__lt=stale)
-    for generation in stale_running.only("id", "attempts", "heartbeat_at", "cancel_requested"):
+    for generation in stale_running.only("id", "attempts", "heartbeat_at", "cancel_requested", "provider_request_id"):
+        if generation.cancel_requested and generation.provider_request_id:
+            # The user asked to cancel and the worker that would have seen it is gone, but the provider
+            # still has the job: it may still be running (and billing), or have finished with outputs
+            # already billed. A worker resumes it as a parked job is resumed: it asks the provider to
+            # stop and polls to the end (_stop_at_provider), as the dead worker would have.
+            if Generation.objects.filter(pk=generation.pk, status=Status.RUNNING,
+                                         heartbeat_at=generation.heartbeat_at).update(awaiting_webhook=True,
+                                                                                      heartbeat_at=now):
+                _dispatch_resume(str(generation.pk))
+                counts["resumed"] += 1
+            continue
         if generation.cancel_requested:
-            # The user asked to cancel and the worker that would have seen it is gone.
+            # Nothing was sent to the provider: no runner would ever see the request, so cancel here.
             if _cancel_unattended(generation.pk, status=Status.RUNNING, heartbeat_at=generation.heartbeat_at):
                 counts["canceled"] += 1
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -143,6 +144,86 @@ def test_the_sweep_cancels_a_running_job_whose_worker_died_after_the_user_asked_
     assert BudgetUsage.objects.get(budget=budget).held == 0
     assert "Canceled as requested" in generation.logs[-1]["message"]
     assert generations_sweep_stale()["canceled"] == 0  # once
+
+
+class StillAtTheProvider:
+    """A job the provider still has after its worker died: running until asked to stop, then ending as
+    `after_cancel` says (a cancel is a request: the job may finish anyway)."""
+
+    name = "local"
+
+    def __init__(self, after_cancel: ProviderStatus) -> None:
+        self.after_cancel = after_cancel
+        self.canceled = False
+        self.submits = 0
+
+    def submit(self, model: Any, inputs: Any, *, credentials: Any, webhook_url: Any = None) -> ProviderJob:
+        self.submits += 1
+        return ProviderJob(provider="local", request_id=f"new-{self.submits}")
+
+    def poll(self, job: ProviderJob) -> ProviderStatus:
+        return self.after_cancel if self.canceled else ProviderStatus(state="running", progress=40)
+
+    def cancel(self, job: ProviderJob) -> bool:
+        self.canceled = True
+        return True
+
+
+def _canceled_while_its_worker_was_dead(owner: Any, project: Any, settings: Any) -> Generation:
+    generation = submit(owner, project)
+    assert services._claim(generation.pk)
+    Generation.objects.filter(pk=generation.pk).update(provider_request_id="req-1")  # sent before it died
+    generation_cancel(user=owner, generation_id=generation.pk)
+    _worker_died(generation, settings)
+    return generation
+
+
+@pytest.mark.parametrize("after_cancel", [
+    ProviderStatus(state="succeeded", outputs=[Output(kind="image", mime="image/png", data=png())]),
+    ProviderStatus(state="canceled", cost_usd=Decimal("0.0009")),
+], ids=["finished-anyway", "stopped-and-billed"])
+def test_the_sweep_has_a_worker_stop_a_canceled_job_the_provider_still_has(
+        owner: Any, project: Any, catalog: None, settings: Any, dispatched: list[str],
+        monkeypatch: pytest.MonkeyPatch, after_cancel: ProviderStatus) -> None:
+    # Canceling it in the database alone would leave it running (and billing) at the provider, and a
+    # result it finished anyway, already billed, never fetched.
+    provider = StillAtTheProvider(after_cancel)
+    monkeypatch.setattr(services, "get_provider", lambda name: provider)
+    resumed: list[str] = []
+    monkeypatch.setattr(services, "_dispatch_resume", resumed.append)
+    generation = _canceled_while_its_worker_was_dead(owner, project, settings)
+
+    counts = generations_sweep_stale()
+    assert (counts["resumed"], counts["canceled"], counts["requeued"]) == (1, 0, 0)
+    assert resumed == [str(generation.pk)] and dispatched == []
+    services.generation_resume(generation.pk)
+
+    generation.refresh_from_db()
+    assert provider.canceled and provider.submits == 0
+    if after_cancel.state == "succeeded":
+        assert (generation.status, generation.credits_charged) == (Status.SUCCEEDED, 1)
+        assert credits_summary(user=owner).as_dict() == {"balance": 499, "held": 0, "available": 499}
+    else:
+        assert (generation.status, generation.credits_charged) == (Status.CANCELED, 0)
+        assert generation.provider_cost_usd == Decimal("0.0009")
+        assert credits_summary(user=owner).as_dict() == {"balance": 500, "held": 0, "available": 500}
+
+
+def test_a_canceled_job_lost_with_its_dead_worker_is_canceled_not_submitted_again(
+        owner: Any, project: Any, catalog: None, settings: Any, dispatched: list[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The local provider's jobs die with their worker process: the resumed poll finds the request lost.
+    provider = StillAtTheProvider(ProviderStatus(state="canceled"))
+    provider.poll = lambda job: ProviderStatus(state="failed", error_code="lost", retryable=True)  # type: ignore[method-assign]
+    monkeypatch.setattr(services, "get_provider", lambda name: provider)
+    monkeypatch.setattr(services, "_dispatch_resume", lambda gid: None)
+    generation = _canceled_while_its_worker_was_dead(owner, project, settings)
+
+    assert generations_sweep_stale()["resumed"] == 1
+    services.generation_resume(generation.pk)
+    generation.refresh_from_db()
+    assert generation.status == Status.CANCELED and provider.submits == 0
+    assert credits_summary(user=owner).as_dict() == {"balance": 500, "held": 0, "available": 500}
 
 
 def test_the_sweep_cancels_a_queued_job_with_a_cancel_request_instead_of_dispatching_it_again(
