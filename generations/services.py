@@ -186,6 +186,11 @@ def generation_cancel(*, user: Any, generation_id: Any) -> Generation:
         # The worker running it is the only writer of its log; it notes the cancel when it sees it.
         Generation.objects.filter(pk=generation.pk).update(cancel_requested=True)
         generation.refresh_from_db()
+        if generation.awaiting_webhook:
+            # Parked until the provider calls back: no worker polls it, so resume one now to ask the
+            # provider to stop it (the resume's claim is atomic, so a webhook arriving too is harmless).
+            gid = str(generation.pk)
+            transaction.on_commit(lambda: _dispatch_resume(gid))
         return generation
     raise Conflict(f"This generation has already {generation.status}; there is nothing to cancel.",
                    code="not_cancelable")

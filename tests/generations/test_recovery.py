@@ -226,6 +226,27 @@ def test_a_canceled_job_lost_with_its_dead_worker_is_canceled_not_submitted_agai
     assert credits_summary(user=owner).as_dict() == {"balance": 500, "held": 0, "available": 500}
 
 
+def test_a_cancel_of_a_job_parked_for_its_webhook_has_a_worker_stop_it_at_once(
+        owner: Any, project: Any, catalog: None, monkeypatch: pytest.MonkeyPatch,
+        django_capture_on_commit_callbacks: Any) -> None:
+    # No worker polls a parked job; without this the cancel waited for the sweep (STALE_RUNNING_AFTER).
+    provider = StillAtTheProvider(ProviderStatus(state="canceled"))
+    monkeypatch.setattr(services, "get_provider", lambda name: provider)
+    resumed: list[str] = []
+    monkeypatch.setattr(services, "_dispatch_resume", resumed.append)
+    generation = submit(owner, project)
+    assert services._claim(generation.pk)
+    Generation.objects.filter(pk=generation.pk).update(provider_request_id="req-1", awaiting_webhook=True)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        generation_cancel(user=owner, generation_id=generation.pk)
+    assert resumed == [str(generation.pk)]
+    services.generation_resume(generation.pk)
+    generation.refresh_from_db()
+    assert generation.status == Status.CANCELED and provider.canceled
+    assert credits_summary(user=owner).as_dict() == {"balance": 500, "held": 0, "available": 500}
+
+
 def test_the_sweep_cancels_a_queued_job_with_a_cancel_request_instead_of_dispatching_it_again(
         owner: Any, project: Any, catalog: None, settings: Any, dispatched: list[str]) -> None:
     generation = submit(owner, project)
