@@ -57,10 +57,15 @@ def _write_secret(path: Path, value: str) -> None:
 
 
 def _read_secret(path: Path) -> str:
+    """The secret kept in `path`, its mode put back to 0600 if something widened it (a copy, an edit
+    under another umask): a kept file is reused and printed, so it must stay this user's only."""
     try:
-        return path.read_text().strip()
+        value = path.read_text().strip()
     except FileNotFoundError:
         return ""
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+    return value
 
 
 def _live_token(user: User, token: str) -> bool:

@@ -47,6 +47,18 @@ def test_demo_setup_prints_the_same_working_token_on_every_start(settings: Any, 
     assert client.get("/api/v1/me").json()["email"] == "demo@studio.local"
 
 
+def test_demo_setup_makes_a_kept_secret_readable_by_its_owner_only_again(settings: Any, tmp_path: Any) -> None:
+    settings.VAR_DIR = tmp_path
+    first, second = io.StringIO(), io.StringIO()
+    call_command("demo_setup", stdout=first)
+    for name in ("demo-token", "demo-password.txt"):
+        (tmp_path / name).chmod(0o644)  # widened by hand, or copied under another umask
+    call_command("demo_setup", stdout=second)
+    assert _printed_token(second) == _printed_token(first)
+    for name in ("demo-token", "demo-password.txt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
+
+
 def test_demo_setup_makes_a_new_token_when_the_kept_one_was_revoked(settings: Any, tmp_path: Any) -> None:
     settings.VAR_DIR = tmp_path
     first, second = io.StringIO(), io.StringIO()
