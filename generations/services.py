@@ -664,8 +664,13 @@ def _switch_to_fallback(run: _Run, *, reason: str, provider_cost_usd: Decimal | 
         held = credits if generation.max_credits is None else generation.max_credits
         try:
             # One transaction: the wallet's hold, the budgets' share and the row's credits_held (which a
-            # release reads) change together or not at all.
+            # release reads) change together or not at all. The job's row is locked first, the order
+            # settle, release and budget_set take their locks in (generation, wallet, budget), so a
+            # budget set meanwhile waits instead of deadlocking; a job canceled meanwhile is left be.
             with transaction.atomic():
+                if Generation.objects.select_for_update().filter(
+                        pk=generation.pk, status=Status.RUNNING).values_list("pk", flat=True).first() is None:
+                    return False
                 hold_resize(reference=generation.hold_reference, amount=held)
                 budget_usage_ids = budget_resize(generation=generation, credits=held)
                 Generation.objects.filter(pk=generation.pk).update(credits_held=held,
