@@ -32,8 +32,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 # The test-time budget (README, "Contributing"): each leg of `make test` within this many seconds on
-# the reference machine (2 cores, both legs side by side), so the whole run stays within 10 minutes.
-LEG_BUDGET_SECONDS = float(os.environ.get("TEST_LEG_BUDGET_SECONDS", "360"))
+# the reference machine (2 cores, both legs side by side), so the whole run stays within 10 minutes
+# with room to spare.
+LEG_BUDGET_SECONDS = float(os.environ.get("TEST_LEG_BUDGET_SECONDS", "420"))
 _SESSION_STARTED = time.monotonic()
 
 
