@@ -22,6 +22,7 @@ from billing.services import credits_hold, hold_release, hold_settle
 from config.errors import Conflict, InvalidRequest, ServiceError
 from generations import pricing
 from generations.credentials import availability_for, credentials_for
+from generations.dispatch import generation_resume_send, generation_run_send
 from generations.health import circuit_open_for, record_outcome
 from generations.inputs import asset_fields, validate_inputs
 from generations.models import AIModel, Generation, Status
@@ -41,18 +42,13 @@ def generation_dispatch(generation_id: str, countdown: float | None = None) -> N
 
 
 def _dispatch(generation_id: str, countdown: float | None = None) -> None:
-    from generations.tasks import generation_run_task
-
-    if countdown:
-        generation_run_task.apply_async(args=[generation_id], countdown=countdown)
-    else:
-        generation_run_task.delay(generation_id)
+    # A broker that is down is logged, not raised: the job is committed and its credits held, and the
+    # sweep sends it again (generations/dispatch.py).
+    generation_run_send(generation_id, countdown)
 
 
 def _dispatch_resume(generation_id: str) -> None:
-    from generations.tasks import generation_resume_task
-
-    generation_resume_task.delay(generation_id)
+    generation_resume_send(generation_id)
 
 
 def generation_estimate(*, user: Any, model_id: str, inputs: Any,
