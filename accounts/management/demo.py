@@ -12,14 +12,12 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass
-from hmac import compare_digest
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
-from knox.crypto import hash_token
-from knox.settings import CONSTANTS
+from knox.auth import TokenAuthentication as KnoxTokenAuthentication
+from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.models import ApiToken, User
 from accounts.services import api_token_create, user_create
@@ -69,14 +67,12 @@ def _read_secret(path: Path) -> str:
 
 
 def _live_token(user: User, token: str) -> bool:
-    """Whether `token` authenticates as `user` now: the same test knox's TokenAuthentication makes
-    (the row by its key prefix, then the digest, then the expiry)."""
-    if len(token) <= CONSTANTS.TOKEN_KEY_LENGTH:
+    """Whether `token` authenticates as `user` now, by knox's own check (key prefix, digest, expiry)."""
+    try:
+        found, _ = KnoxTokenAuthentication().authenticate_credentials(token.encode())
+    except AuthenticationFailed:
         return False
-    digest = hash_token(token)
-    now = timezone.now()
-    return any(compare_digest(digest, row.digest) and (row.expiry is None or row.expiry > now)
-               for row in ApiToken.objects.filter(user=user, token_key=token[:CONSTANTS.TOKEN_KEY_LENGTH]))
+    return found.pk == user.pk
 
 
 @transaction.atomic
