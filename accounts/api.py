@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 from accounts.models import ProviderKey
 from accounts.services import provider_key_delete, provider_key_save
 from billing.services import credits_summary
-from config.pagination import results_serializer
+from core.pagination import results_serializer
 
 
 class CreditsSerializer(serializers.Serializer):

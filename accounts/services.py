@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from accounts.crypto import Sealed, keyring, open_sealed, seal
 from accounts.models import ApiToken, ProviderKey, User
-from config.errors import InvalidRequest
+from core.errors import InvalidRequest
 
 
 @transaction.atomic

@@ -107,7 +107,7 @@ class Asset(models.Model):
     search_text = models.TextField(blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True, help_text="In the trash since; purged after 30 days.")
 
-    # Previews, made by a worker after the asset exists (assets.previews).
+    # Previews, made by a worker after the asset exists (assets.previews.service).
     preview_status = models.CharField(max_length=8, choices=PreviewStatus.choices, default=PreviewStatus.PENDING)
     preview_error = models.CharField(max_length=255, blank=True)
     preview = models.FileField(upload_to=preview_upload_to, max_length=255, blank=True,
@@ -130,7 +130,7 @@ class Asset(models.Model):
             models.Index(fields=["owner", "-created_at", "-id"], name="assets_owner_recent"),
             # ...filtered to one project, the project page's grid.
             models.Index(fields=["project", "-created_at", "-id"], name="assets_project_recent"),
-            # The gallery (assets.gallery). Each index starts with the owner (or the project) and goes on
+            # The gallery (assets.library.gallery). Each index starts with the owner (or the project) and goes on
             # in a sort's key order, so a keyset page is one seek to the cursor and a short read; partial
             # on the live side, since only the trash view shows trashed assets (it has its own index).
             # Newest (or, scanned backwards, oldest) first, and the date-range filters.
@@ -143,7 +143,7 @@ class Asset(models.Model):
             models.Index(F("owner"), F("kind"), *RECENT, name="assets_live_owner_kind", condition=LIVE),
             models.Index(F("owner"), *RECENT, name="assets_live_owner_favourite", condition=LIVE & Q(favourite=True)),
             models.Index(F("owner"), *RECENT, name="assets_trash_owner_recent", condition=Q(deleted_at__isnull=False)),
-            # Exact duplicates (assets.duplicates): owner_id = … AND sha256 = ….
+            # Exact duplicates (assets.library.duplicates): owner_id = … AND sha256 = ….
             models.Index(fields=["owner", "sha256"], name="assets_live_owner_sha256", condition=LIVE),
             # Full-text search has a GIN index on PostgreSQL only: migration 0003 creates it.
         ]

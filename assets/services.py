@@ -10,9 +10,9 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from assets.inspection import Inspection, inspect_file, iter_chunks
 from assets.models import Asset, AssetSource
-from assets.previews import preview_enqueue
+from assets.previews.service import preview_enqueue
+from assets.uploads.inspection import Inspection, inspect_file, iter_chunks
 from projects.models import Project
 
 logger = logging.getLogger(__name__)
@@ -49,16 +49,16 @@ def asset_create(
     upload larger than FILE_UPLOAD_MAX_MEMORY_SIZE arrives as a temporary file, never wholly in memory,
     and is moved into local storage rather than copied).
 
-    Uploads (source=upload) get every check (assets.inspection, strict) and count against the owner's
+    Uploads (source=upload) get every check (assets.uploads.inspection, strict) and count against the owner's
     storage quota; generated outputs are inspected for type and image safety but are never refused for
-    quota or for media that does not probe (see assets.quota). `strict` overrides the inspection's
+    quota or for media that does not probe (see assets.uploads.quota). `strict` overrides the inspection's
     strictness. Photos lose their GPS location unless
-    `keep_location` (assets.sanitise); the stored size and sha256 are those of the stored bytes.
+    `keep_location` (assets.uploads.sanitise); the stored size and sha256 are those of the stored bytes.
 
     Inside a caller's transaction that later rolls back, the caller deletes `asset.file.name` (see
     generations.ingest), since Django has no on-rollback hook."""
-    from assets.quota import quota_check, quota_reserve
-    from assets.sanitise import location_remove
+    from assets.uploads.quota import quota_check, quota_reserve
+    from assets.uploads.sanitise import location_remove
 
     upload = source == AssetSource.UPLOAD
     inspection = inspect_file(fh, name=name, size=size, strict=upload if strict is None else strict)

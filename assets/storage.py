@@ -4,7 +4,7 @@ Local files by default; S3 (or any S3-protocol server: MinIO, R2, …) through d
 `AWS_STORAGE_BUCKET_NAME` is set (config/settings.py). Either way a user's file is never served from
 our origin as anything a browser would run:
 
-- the type we send is the one the sniffer decided at upload (assets.inspection), restricted to an
+- the type we send is the one the sniffer decided at upload (assets.uploads.inspection), restricted to an
   allow-list of media and plain-text types; anything else goes out as application/octet-stream;
 - local downloads carry `X-Content-Type-Options: nosniff`, a sandboxing CSP and a
   `Content-Disposition` (`protect`);
@@ -31,7 +31,7 @@ import filetype
 from django.core.files.storage import default_storage
 from django.http import HttpResponseBase
 
-from assets.inspection import ACCEPTED, MESH_EXTENSIONS, TEXT_EXTENSIONS
+from assets.uploads.inspection import ACCEPTED, MESH_EXTENSIONS, TEXT_EXTENSIONS
 
 CHUNK = 1024 * 1024
 OCTET_STREAM = "application/octet-stream"

@@ -8,7 +8,7 @@ import random
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from assets import previews
+from assets.previews import service as previews
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def asset_preview_make(self, asset_id: str, force: bool = False) -> str | None: 
 @shared_task
 def assets_purge_trash_task() -> int:
     """Beat, daily: assets in the trash for 30 days are deleted for good (config.settings CELERY_BEAT_SCHEDULE)."""
-    from assets.organise import assets_purge_trash
+    from assets.library.organise import assets_purge_trash
 
     return assets_purge_trash()
 

@@ -11,7 +11,7 @@ Measured, median and p95 of `--repeat` runs after a warm-up, each against the sa
 - **raw SQL (the baseline)**: the page query written by hand (`owner_id = … AND deleted_at IS NULL AND
   (created_at, id) < (…) ORDER BY created_at DESC, id DESC LIMIT 51`), run with a cursor on the same
   connection, rows fetched as tuples;
-- **selector**: `assets.selectors.asset_gallery_for_user`, what both the API and the page call: the
+- **selector**: `assets.library.selectors.asset_gallery_for_user`, what both the API and the page call: the
   same page as model instances, with its tags (a second query);
 - **API**: `GET /api/v1/assets` through DRF's APIClient with a Bearer token, DEBUG off: token
   authentication, the plan's rate limit, the query, serialization and JSON included; on PostgreSQL
@@ -297,7 +297,7 @@ def _timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
 def _walk(owner: Any, params: dict[str, Any], page: int) -> tuple[str | None, int, int]:
     """The cursor of page `page` (or of the last page, if there are fewer), reached by following `next`
     from the first page; that page's number; and how many distinct assets the pages before it held."""
-    from assets.selectors import asset_gallery_for_user
+    from assets.library.selectors import asset_gallery_for_user
 
     cursor, seen, number = None, set(), 1
     while number < page:
@@ -319,7 +319,7 @@ def _raw_newest(owner: Any, cursor: str | None) -> tuple[str, list[Any]]:
     """The page query as one would write it by hand."""
     from django.db import connection
 
-    from assets.gallery import SORTS, cursor_decode
+    from assets.library.gallery import SORTS, cursor_decode
     from assets.models import Asset
 
     sql = f'SELECT {_columns()} FROM "assets_asset" WHERE "assets_asset"."owner_id" = %s AND "assets_asset"."deleted_at" IS NULL'
@@ -338,7 +338,7 @@ def _orm_sql(owner: Any, params: dict[str, Any]) -> str:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from assets.selectors import asset_gallery_for_user
+    from assets.library.selectors import asset_gallery_for_user
 
     with CaptureQueriesContext(connection) as ctx:
         asset_gallery_for_user(owner, params)
@@ -371,8 +371,8 @@ def measure(owner: Any, token: str, *, repeat: int, depth: int) -> int:
     from django.test.utils import CaptureQueriesContext
     from rest_framework.test import APIClient
 
+    from assets.library.selectors import asset_gallery_for_user
     from assets.models import Asset
-    from assets.selectors import asset_gallery_for_user
     from projects.models import Project
 
     client = APIClient()

@@ -4,7 +4,7 @@ the same run. The goal is flat: the 1 GB upload should not need ten times the me
 The real upload path, end to end: gunicorn (one sync worker, as in the Dockerfile) serving the project
 on a scratch STUDIO_VAR_DIR (SQLite, filesystem broker), and a client streaming a multipart POST to
 /api/v1/assets with httpx from a file on disk. The server parses the multipart body into a temporary
-file (assets.upload_handlers), sniffs it, probes it with PyAV, hashes it, and moves it into storage.
+file (assets.uploads.handlers), sniffs it, probes it with PyAV, hashes it, and moves it into storage.
 
 The file is a real MP4 (a few PyAV-encoded frames, so the probe's decode check passes) padded to size
 with an ISO-BMFF `free` box: video is the only kind whose limit (2 GB) allows 1 GB. The padding is a

@@ -11,7 +11,7 @@ from django.db.models import F
 
 from billing.models import AccountKind, LedgerAccount, Transaction, WalletFlag
 from billing.services import _lock_wallet, _post, system_account
-from config.errors import Conflict, InvalidRequest
+from core.errors import Conflict, InvalidRequest
 
 KEY_PREFIX = "adjust:"
 

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from billing import stripe as billing_stripe
 from billing.models import CheckoutSession, CreditPack
-from config.pagination import CursorPagination, results_serializer
+from core.pagination import CursorPagination, results_serializer
 
 logger = logging.getLogger(__name__)
 

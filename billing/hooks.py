@@ -10,12 +10,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from billing.budgets import BudgetExceeded, budget_hold, budget_release, budget_resize, budget_settle
+from billing.budgets.services import BudgetExceeded, budget_hold, budget_release, budget_resize, budget_settle
 from billing.models import UsageDaily
 
 # Budgets move with the hold: budget_hold in the submit's transaction (may raise BudgetExceeded),
 # budget_settle next to hold_settle, budget_release next to hold_release, budget_resize next to
-# hold_resize. See billing/budgets.py.
+# hold_resize. See billing/budgets/services.py.
 __all__ = ["BudgetExceeded", "budget_hold", "budget_release", "budget_resize", "budget_settle", "usage_cost_record",
            "usage_record"]
 

@@ -50,7 +50,7 @@ from rest_framework.exceptions import ErrorDetail
 from rest_framework.throttling import BaseThrottle
 
 from billing.models import Plan, UserPlan
-from config.errors import ServiceError
+from core.errors import ServiceError
 
 
 @dataclass(frozen=True)

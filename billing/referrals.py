@@ -26,7 +26,7 @@ from django.utils import timezone
 from billing.limits import plan_for_user
 from billing.models import AccountKind, CheckoutSession, CheckoutStatus, LedgerAccount, Referral, ReferralCode
 from billing.services import _lock_wallet, _post, system_account
-from config.errors import Conflict, InvalidRequest
+from core.errors import Conflict, InvalidRequest
 
 # No 0/O, 1/I/L: codes are read aloud and typed from screenshots.
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"

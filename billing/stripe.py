@@ -66,7 +66,7 @@ from billing.models import (
     WalletFlag,
 )
 from billing.services import _lock_wallet, _post, system_account
-from config.errors import InvalidRequest, ServiceError
+from core.errors import InvalidRequest, ServiceError
 
 logger = logging.getLogger(__name__)
 

@@ -186,7 +186,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "generations.tasks.provider_outcomes_prune",
         "schedule": timedelta(hours=6),
     },
-    # Assets in the trash for 30 days are deleted for good (assets.organise.assets_purge_trash).
+    # Assets in the trash for 30 days are deleted for good (assets.library.organise.assets_purge_trash).
     "assets-purge-trash": {
         "task": "assets.tasks.assets_purge_trash_task",
         "schedule": timedelta(days=1),
@@ -253,8 +253,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # Larger uploads go to a temporary file through assets' handler, which stops writing a file as soon
 # as its type (from the first 8 KB) is refused or it passes its kind's size limit (docs/assets/uploads.md).
 FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler",
-                        "assets.upload_handlers.AssetUploadHandler"]
-# POST /api/v1/assets/export {"link": true} answers with a GET URL valid this long (assets/export.py).
+                        "assets.uploads.handlers.AssetUploadHandler"]
+# POST /api/v1/assets/export {"link": true} answers with a GET URL valid this long (assets/sharing/export.py).
 EXPORT_LINK_SECONDS = env_int("EXPORT_LINK_SECONDS", 600)
 
 # --- Accounts ----------------------------------------------------------------------------------------
@@ -307,17 +307,17 @@ REST_FRAMEWORK = {
     # Tags each operation by area and summarises the standard actions (config/schema.py).
     "DEFAULT_SCHEMA_CLASS": "config.schema.StudioAutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "config.pagination.CursorPagination",
-    # JSON with a capped body size and nesting depth (config/parsers.py); forms and multipart for uploads.
+    "DEFAULT_PAGINATION_CLASS": "core.pagination.CursorPagination",
+    # JSON with a capped body size and nesting depth (core/parsers.py); forms and multipart for uploads.
     "DEFAULT_PARSER_CLASSES": [
-        "config.parsers.StudioJSONParser",
+        "core.parsers.StudioJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
     # Per-plan limits (billing.limits): API calls per minute, generation submits, uploads; 429 + Retry-After.
     "DEFAULT_THROTTLE_CLASSES": ["billing.limits.PlanRateThrottle"],
     "PAGE_SIZE": 50,
-    "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 REST_KNOX = {
@@ -421,9 +421,9 @@ STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")
 
 # --- Security in production ----------------------------------------------------------------------------
 # Behind a reverse proxy: the header it sets to the client's address (e.g. X-Real-IP), for the limits
-# keyed by address (share passwords, sign-in). See config/client_ip.py.
+# keyed by address (share passwords, sign-in). See core/client_ip.py.
 CLIENT_IP_HEADER = os.environ.get("CLIENT_IP_HEADER", "")
-RATELIMIT_IP_META_KEY = "config.client_ip.client_ip"
+RATELIMIT_IP_META_KEY = "core.client_ip.client_ip"
 if CLIENT_IP_HEADER:
     ALLAUTH_TRUSTED_CLIENT_IP_HEADER = CLIENT_IP_HEADER
 SECURE_CONTENT_TYPE_NOSNIFF = True

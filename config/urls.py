@@ -4,12 +4,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import SimpleRouter
 
 from accounts.api import MeView, ProviderKeyViewSet
-from assets.api import AssetViewSet, TagViewSet
-from assets.api_collections import AssetDuplicatesView, AssetLineageView, CollectionViewSet
-from assets.api_export import AssetExportView, ExportLinkView, ProjectExportView
-from assets.api_shares import ShareViewSet
-from assets.api_storage import StorageView
-from assets.preview_views import AssetThumbnailView, asset_preview_file
+from assets.api.assets import AssetViewSet, TagViewSet
+from assets.api.collections import AssetDuplicatesView, AssetLineageView, CollectionViewSet
+from assets.api.export import AssetExportView, ExportLinkView, ProjectExportView
+from assets.api.previews import AssetThumbnailView, asset_preview_file
+from assets.api.shares import ShareViewSet
+from assets.api.storage import StorageView
 from generations.api import GenerationViewSet, ModelViewSet
 from generations.webhooks import provider_webhook
 from projects.api import ProjectViewSet
@@ -34,8 +34,8 @@ urlpatterns = [
     path("api/v1/assets/export/<str:token>", ExportLinkView.as_view(), name="asset-export-link"),
     path("api/v1/projects/<uuid:project_id>/export", ProjectExportView.as_view(), name="project-export"),
     path("api/v1/", include(router.urls)),
-    path("api/v1/", include("billing.budget_urls")),
-    path("api/v1/", include("billing.usage_urls")),
+    path("api/v1/", include("billing.budgets.urls")),
+    path("api/v1/", include("billing.usage.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),

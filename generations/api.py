@@ -10,7 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.pagination import CursorPagination, results_serializer
+from core.pagination import CursorPagination, results_serializer
 from generations.credentials import availability_for
 from generations.models import AIModel, Generation, Operation, Status
 from generations.selectors import generation_get_for_user, generation_page_for_user, model_get, model_list

@@ -12,7 +12,7 @@ choose, so every fetch is held to these rules:
   actually dialled, so DNS rebinding between a check and the connect cannot slip through;
 - a size cap per kind, enforced on the declared Content-Length and again while streaming;
 - connect/read timeouts; proxies from the environment are ignored;
-- the type is decided later from the bytes (assets.inspection), never from the Content-Type.
+- the type is decided later from the bytes (assets.uploads.inspection), never from the Content-Type.
 
 `data:` URIs (fal's sync_mode, Replicate's small outputs) are decoded locally under the same caps.
 """
@@ -34,7 +34,7 @@ import httpcore
 import httpx
 from django.conf import settings
 
-from assets.inspection import SIZE_LIMITS
+from assets.uploads.inspection import SIZE_LIMITS
 
 SPOOL_IN_MEMORY = 8 * 1024 * 1024  # larger downloads go to a temporary file
 

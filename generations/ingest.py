@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import IO, Any
 
-from assets.inspection import RefusedFile
 from assets.models import Asset, AssetSource
 from assets.services import asset_create
+from assets.uploads.inspection import RefusedFile
 from generations.inputs import asset_fields
 from generations.models import Generation
 from generations.providers.base import Output, ProviderError

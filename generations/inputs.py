@@ -8,10 +8,10 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from assets.library.selectors import asset_list_for_user
 from assets.models import Asset
-from assets.selectors import asset_list_for_user
-from config.errors import InvalidRequest
-from config.parsers import MAX_INPUTS_DEPTH, json_depth_refuse
+from core.errors import InvalidRequest
+from core.parsers import MAX_INPUTS_DEPTH, json_depth_refuse
 
 ASSET_FORMAT = "asset"
 

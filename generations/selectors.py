@@ -6,7 +6,7 @@ from typing import Any
 from django.db.models import Case, Func, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, When
 from django.http import Http404
 
-from config.lookups import by_id_or_404
+from core.lookups import by_id_or_404
 from generations.models import ACTIVE_STATUSES, AIModel, Generation, PriceCard, Status
 
 

@@ -19,7 +19,7 @@ from django.utils import timezone
 from billing.hooks import budget_hold, budget_release, budget_settle, usage_cost_record, usage_record
 from billing.limits import credits_per_usd_for, rate_limit_check
 from billing.services import credits_hold, hold_release, hold_settle
-from config.errors import Conflict, InvalidRequest, ServiceError
+from core.errors import Conflict, InvalidRequest, ServiceError
 from generations import pricing
 from generations.credentials import availability_for, credentials_for
 from generations.dispatch import generation_resume_send, generation_run_send
@@ -119,7 +119,7 @@ def generation_create(*, user: Any, project_id: Any, model_id: str, inputs: Any,
 def _storage_check(project: Any) -> None:
     """A full storage quota refuses new jobs: their outputs would land past it (a running job's outputs
     are always stored, even over the quota, so nothing paid for is lost)."""
-    from assets.quota import human, storage_use
+    from assets.uploads.quota import human, storage_use
 
     use = storage_use(owner=project.owner)
     if use.limit is not None and use.used >= use.limit:

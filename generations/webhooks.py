@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from config.client_ip import client_ip
+from core.client_ip import client_ip
 from generations.models import Generation, Status
 from generations.providers.base import WebhookRejected
 from generations.providers.registry import PROVIDERS, get_provider

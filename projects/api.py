@@ -5,7 +5,7 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.pagination import CursorPagination
+from core.pagination import CursorPagination
 from projects.models import Project
 from projects.selectors import project_get_for_user, project_list_for_user
 from projects.services import project_create, project_delete, project_update

@@ -8,7 +8,7 @@ from django.db.models.functions import Length
 from django.db.models.lookups import LessThanOrEqual
 
 NAME_MAX = 120
-# The same bound as a collection's description (assets/collections.py): a paragraph or two.
+# The same bound as a collection's description (assets/library/collections.py): a paragraph or two.
 DESCRIPTION_MAX = 2000
 
 

@@ -9,7 +9,7 @@ from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, 
 from django.db.models.functions import Coalesce
 from django.http import Http404
 
-from config.lookups import by_id_or_404
+from core.lookups import by_id_or_404
 from projects.models import Project
 
 
@@ -63,7 +63,7 @@ def project_list_with_stats_for_user(user: Any) -> QuerySet[Project]:
     """The user's projects with asset and job counts, the newest image's id (`cover_id`) and that
     image's small WebP thumbnail once made (`cover_thumb`, the stored name, else ""), in one query:
     correlated subqueries rather than joins, so counting assets does not multiply rows by jobs."""
-    from assets.selectors import asset_list_for_user, ready_thumb_small
+    from assets.library.selectors import asset_list_for_user, ready_thumb_small
     from generations.selectors import generation_list_for_user
 
     images = asset_list_for_user(user).filter(project=OuterRef("pk"), kind="image").order_by("-created_at", "-id")

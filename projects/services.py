@@ -4,7 +4,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from config.errors import Conflict, InvalidRequest
+from core.errors import Conflict, InvalidRequest
 from projects.models import DESCRIPTION_MAX, NAME_MAX, Project
 
 

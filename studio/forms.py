@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django import forms
 
-from config.errors import ServiceError
+from core.errors import ServiceError
 
 
 class ProjectForm(forms.Form):

@@ -1,5 +1,5 @@
 """The gallery's access paths (declared in Asset.Meta), and on PostgreSQL a GIN index for full-text
-search. Its expression is written exactly as assets.gallery.FullTextMatch writes the query (config
+search. Its expression is written exactly as assets.library.gallery.FullTextMatch writes the query (config
 'simple', '._/' read as spaces), or the planner would not use it; SQLite searches without an index
 (docs/assets/gallery.md)."""
 

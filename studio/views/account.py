@@ -18,8 +18,8 @@ from accounts.services import (
     provider_key_save,
     remote_providers,
 )
-from assets.quota import storage_summary_for_user
-from config.errors import ServiceError
+from assets.uploads.quota import storage_summary_for_user
+from core.errors import ServiceError
 from studio.forms import TokenForm
 from studio.views.budgets import budget_card_context, notifications_context
 

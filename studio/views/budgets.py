@@ -15,7 +15,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from billing.budgets import (
+from billing.budgets.services import (
     budget_clear,
     budget_get,
     budget_set,
@@ -25,7 +25,7 @@ from billing.budgets import (
     notifications_mark_all_read,
 )
 from billing.models import BudgetPeriod
-from config.errors import ServiceError
+from core.errors import ServiceError
 from generations.pricing import credits_display
 from projects.selectors import project_get_for_user
 

@@ -16,7 +16,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from assets.collections import (
+from assets.library.collections import (
     MAX_DESCRIPTION,
     MAX_NAME,
     collection_assets,
@@ -30,10 +30,10 @@ from assets.collections import (
     collection_reorder,
     collection_update,
 )
-from assets.selectors import asset_get_for_user
+from assets.library.selectors import asset_get_for_user
 from assets.services import asset_path
-from assets.shares import shares_for_object
-from config.errors import ServiceError
+from assets.sharing.shares import shares_for_object
+from core.errors import ServiceError
 from projects.selectors import project_list_for_user
 from studio.forms import add_service_errors
 from studio.views.display import cover_url, kind_icon
@@ -52,7 +52,7 @@ class CollectionForm(forms.Form):
 def thumb_url(asset: Any) -> str | None:
     """A small picture of the asset for tiles: its thumbnail once the preview worker made it, an image's
     own file until then, else None (the tile shows the kind's icon)."""
-    from assets.preview_views import asset_preview_urls
+    from assets.api.previews import asset_preview_urls
 
     small = asset_preview_urls(asset)["small"]
     if small:

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 from billing import stripe as billing_stripe
 from billing.models import CheckoutSession, CheckoutStatus
 from billing.services import credits_summary
-from config.errors import ServiceError
+from core.errors import ServiceError
 
 TEMPLATE = "studio/credits.html"
 RECENT_PURCHASES = 10

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.urls import reverse
 
-from assets.preview_views import preview_version
+from assets.api.previews import preview_version
 from assets.services import asset_path
 
 KIND_ICONS = {"image": "🖼", "video": "🎞", "audio": "🔊", "text": "📄", "mesh": "🧊", "other": "📦"}

@@ -1,6 +1,6 @@
 """Export from the web app: a project's ZIP (a plain GET link on the project page) and a selection's
 (a form POST, e.g. the gallery's bulk "Download"). Both stream the same archive as the API
-(assets/export.py); a browser saves it as the attachment it is, no script needed."""
+(assets/sharing/export.py); a browser saves it as the attachment it is, no script needed."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from django.shortcuts import redirect
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from assets.export import export_project_ids, export_response, export_selection
-from config.errors import InvalidRequest
+from assets.sharing.export import export_project_ids, export_response, export_selection
+from core.errors import InvalidRequest
 from projects.selectors import project_get_for_user
 
 TRUE = ("1", "on", "true", "yes")

@@ -7,7 +7,7 @@ changed: the results from the first page), `#gallery-items` (the next page's til
 "Load more" button swapped out of band). Without JavaScript the filter bar is a GET form, "Load more"
 a link to the next page, and the bulk bar a POST form that redirects back.
 
-The query is assets.selectors.asset_gallery_for_user, the same as the API's; nothing on the page
+The query is assets.library.selectors.asset_gallery_for_user, the same as the API's; nothing on the page
 counts the user's assets.
 """
 
@@ -26,13 +26,13 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from assets.gallery import ASPECTS, SORTS, blurhash_average
+from assets.api.previews import asset_preview_urls
+from assets.library.gallery import ASPECTS, SORTS, blurhash_average
+from assets.library.organise import assets_bulk
+from assets.library.selectors import asset_gallery_for_user, tag_list_for_user
 from assets.models import Asset, AssetKind, AssetSource
-from assets.organise import assets_bulk
-from assets.preview_views import asset_preview_urls
-from assets.selectors import asset_gallery_for_user, tag_list_for_user
 from assets.services import asset_path
-from config.errors import InvalidRequest, ServiceError
+from core.errors import InvalidRequest, ServiceError
 from generations.selectors import model_list
 from projects.models import Project
 from projects.selectors import project_get_for_user, project_list_for_user

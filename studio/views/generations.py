@@ -11,7 +11,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from billing.services import credits_summary
-from config.errors import ServiceError
+from core.errors import ServiceError
 from generations.models import Generation
 from generations.selectors import generation_get_for_user
 from generations.services import generation_cancel

@@ -15,13 +15,13 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from assets.inspection import RefusedFile
-from assets.selectors import asset_get_for_user, asset_list_for_user
+from assets.library.selectors import asset_get_for_user, asset_list_for_user
 from assets.services import asset_create
+from assets.uploads.inspection import RefusedFile
 from billing.limits import RateLimited, rate_limit_check
 from billing.services import InsufficientCredits, credits_summary
-from billing.usage import project_cost_total
-from config.errors import InvalidRequest, ServiceError
+from billing.usage.services import project_cost_total
+from core.errors import InvalidRequest, ServiceError
 from generations.credentials import availability_for
 from generations.health import typical_seconds
 from generations.models import Generation

@@ -1,12 +1,12 @@
 """Share links on the web: the owner's list (/shares/), creating and revoking links, and the public
 pages anyone with a link sees (/s/<token>, its assets' pages, files and thumbnails).
 
-The public side shows only what assets.shares lets through. Every public response carries
+The public side shows only what assets.sharing.shares lets through. Every public response carries
 `X-Robots-Tag: noindex` (a link is not for search engines) and `Referrer-Policy: no-referrer` (the
 token in the URL must not leak to other sites through the Referer header; the password prompt says
 `same-origin` instead, see `_public`); password-protected content
 is never cached (`no-store`). Files are served with `nosniff`, a sandbox CSP and a Content-Disposition,
-as the owner's own downloads are; images without the metadata inside them (assets.strip). An unknown,
+as the owner's own downloads are; images without the metadata inside them (assets.sharing.strip). An unknown,
 revoked or expired token, or an asset outside the share, is a plain 404.
 """
 
@@ -27,10 +27,10 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_ratelimit.core import is_ratelimited
 
-from assets import strip
-from assets.api_shares import share_url
+from assets.api.shares import share_url
 from assets.models import Asset, ShareLink, ShareTarget
-from assets.shares import (
+from assets.sharing import strip
+from assets.sharing.shares import (
     MAX_PASSWORD,
     share_asset_get,
     share_assets_page,
@@ -45,7 +45,7 @@ from assets.shares import (
     share_unlock,
 )
 from assets.storage import content_disposition
-from config.errors import ServiceError
+from core.errors import ServiceError
 from projects.selectors import project_list_for_user
 from studio.views.display import kind_icon
 
@@ -220,7 +220,7 @@ def _preview_response(share: ShareLink, asset: Asset, field: Any, *, attachment:
 
 
 def _original_response(share: ShareLink, asset: Asset, *, attachment: bool) -> HttpResponse:
-    """The asset's own file. An image is served without the metadata inside it (assets.strip: prompts,
+    """The asset's own file. An image is served without the metadata inside it (assets.sharing.strip: prompts,
     models and workflows that generation tools write there, EXIF, XMP), which a share must not show;
     one whose structure does not parse falls back to its large preview, or is not served."""
     if asset.mime not in strip.MIMES:

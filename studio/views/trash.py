@@ -14,8 +14,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from assets.organise import TRASH_DAYS, asset_delete_forever, asset_restore, asset_trash, assets_trash_empty
-from assets.selectors import asset_get_for_user, asset_list_for_user
+from assets.library.organise import TRASH_DAYS, asset_delete_forever, asset_restore, asset_trash, assets_trash_empty
+from assets.library.selectors import asset_get_for_user, asset_list_for_user
 from studio.views.collections import decorate
 
 LIMIT = 200

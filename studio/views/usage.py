@@ -1,5 +1,5 @@
 """The usage page: charts, a table and a CSV export of the user's generations, credits, provider cost and
-success rate, per day, month, model, provider or project. Reads only the daily rollup (billing.usage).
+success rate, per day, month, model, provider or project. Reads only the daily rollup (billing.usage.services).
 The filter form re-renders the report fragment for htmx (`#report`), the whole page otherwise."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from billing.usage import GROUPINGS, UsageQuery, UsageRow, usage_query_parse, usage_rows, usage_totals
-from billing.usage_api import usage_csv_response
-from config.errors import InvalidRequest
+from billing.usage.api import usage_csv_response
+from billing.usage.services import GROUPINGS, UsageQuery, UsageRow, usage_query_parse, usage_rows, usage_totals
+from core.errors import InvalidRequest
 from projects.selectors import project_list_for_user
 
 TEMPLATE = "studio/usage.html"

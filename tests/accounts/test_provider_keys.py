@@ -15,7 +15,7 @@ from accounts.crypto import Sealed, open_sealed, seal
 from accounts.models import ProviderKey
 from accounts.services import provider_key_reveal, provider_key_save, provider_keys_rotate
 from billing.services import credits_summary
-from config.errors import InvalidRequest
+from core.errors import InvalidRequest
 from generations.models import Generation, Status
 from generations.services import generation_create, generation_run
 from tests.fakes.openai import OpenAIFake

@@ -10,8 +10,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from billing.services import credits_summary
-from config.errors import InvalidRequest
-from config.parsers import MAX_INPUTS_DEPTH, MAX_JSON_DEPTH, StudioJSONParser, json_depth_exceeds
+from core.errors import InvalidRequest
+from core.parsers import MAX_INPUTS_DEPTH, MAX_JSON_DEPTH, StudioJSONParser, json_depth_exceeds
 from generations.models import Generation
 from generations.services import generation_estimate
 from projects.models import DESCRIPTION_MAX, Project

@@ -84,10 +84,10 @@ def png_bytes() -> bytes:
 @pytest.fixture
 def rows(owner: Any, project: Any, catalog: None) -> dict[str, Any]:
     """One of everything a list operation lists."""
-    from assets.collections import collection_create
-    from assets.organise import asset_update
+    from assets.library.collections import collection_create
+    from assets.library.organise import asset_update
     from assets.services import asset_create_from_bytes
-    from assets.shares import share_create
+    from assets.sharing.shares import share_create
     from billing.models import Notification
     from generations.services import generation_create
 

@@ -20,11 +20,11 @@ from django.utils import timezone
 from PIL import Image
 from rest_framework.test import APIClient
 
-from assets.collections import collection_create, collection_items_add
+from assets.library.collections import collection_create, collection_items_add
 from assets.models import Asset, Collection, CollectionItem, ShareLink
-from assets.previews import preview_make
+from assets.previews.service import preview_make
 from assets.services import asset_create_from_bytes
-from assets.shares import share_create
+from assets.sharing.shares import share_create
 from projects.services import project_create
 
 pytestmark = pytest.mark.django_db

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
 
-from assets.collections import (
+from assets.library.collections import (
     collection_assets,
     collection_create,
     collection_item_move,
@@ -24,10 +24,10 @@ from assets.collections import (
     collection_list_with_stats_for_user,
     collection_reorder,
 )
+from assets.library.organise import asset_restore, asset_trash, assets_purge_trash
 from assets.models import Asset, Collection, CollectionItem
-from assets.organise import asset_restore, asset_trash, assets_purge_trash
 from assets.services import asset_create_from_bytes
-from config.errors import Conflict, InvalidRequest
+from core.errors import Conflict, InvalidRequest
 from projects.services import project_create
 from tests.conftest import headless_chromium
 

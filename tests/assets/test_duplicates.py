@@ -13,11 +13,11 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from PIL import Image
 
-from assets import duplicates as duplicates_module
-from assets.duplicates import NEAR_THRESHOLD, asset_duplicates, phash_distance
+from assets.library import duplicates as duplicates_module
+from assets.library.duplicates import NEAR_THRESHOLD, asset_duplicates, phash_distance
+from assets.library.organise import asset_trash
 from assets.models import Asset
-from assets.organise import asset_trash
-from assets.previews import preview_make
+from assets.previews.service import preview_make
 from assets.services import asset_create_from_bytes
 from projects.services import project_create
 

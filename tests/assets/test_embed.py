@@ -14,9 +14,9 @@ import pyvips
 from django.core.files.storage import default_storage
 from PIL import Image, PngImagePlugin
 
-from assets.embed import embed_stream, jpeg_xmp_segment, xmp_packet
 from assets.models import AssetSource
 from assets.services import asset_create_from_bytes
+from assets.sharing.embed import embed_stream, jpeg_xmp_segment, xmp_packet
 from generations.models import Generation
 
 pytestmark = pytest.mark.django_db

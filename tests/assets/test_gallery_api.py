@@ -15,8 +15,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from assets.library.organise import asset_update
 from assets.models import Asset, Tag
-from assets.organise import asset_update
 from assets.services import asset_search_text
 from projects.services import project_create
 
@@ -301,7 +301,7 @@ def test_an_asset_shows_its_organisation_and_thumbnails_once_previews_exist(owne
     assert row["blurhash"] == "LEHV6nWB2yk8pyo0adR*.7kCMdnj"
     assert row["deleted_at"] is None
     ready_row = rows[str(ready.pk)]
-    # The thumbnail endpoint's versioned URLs (assets.preview_views), cached for good by the client.
+    # The thumbnail endpoint's versioned URLs (assets.api.previews), cached for good by the client.
     assert ready_row["thumbnail_small_url"].startswith(
         f"http://testserver/api/v1/assets/{ready.pk}/thumbnail?size=small&v=")
     assert ready_row["thumbnail_large_url"].startswith(
@@ -314,8 +314,8 @@ def test_the_fast_representation_is_drfs_own(owner: Any, project: Any) -> None:
     from rest_framework.serializers import ModelSerializer
     from rest_framework.test import APIRequestFactory
 
-    from assets.api import AssetSerializer
-    from assets.selectors import asset_gallery_for_user
+    from assets.api.assets import AssetSerializer
+    from assets.library.selectors import asset_gallery_for_user
 
     parent = make_asset(owner, project, name="p.png", width=None, height=None, kind="audio", duration=None)
     make_asset(owner, project, name="full.png", tags=["b", "a"], notes="n", rating=5, favourite=True, prompt="x",

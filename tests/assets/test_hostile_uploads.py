@@ -27,9 +27,9 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
-from assets.inspection import RefusedFile
 from assets.models import Asset
 from assets.services import asset_create
+from assets.uploads.inspection import RefusedFile
 from tests.assets.test_uploads import (
     PAGE_OBJECTS,
     exif_of,
@@ -292,7 +292,7 @@ INSPECT_IN_A_CHILD = """
 import io, json, resource, sys
 import django
 django.setup()
-from assets.inspection import inspect_file
+from assets.uploads.inspection import inspect_file
 with open(sys.argv[1], "rb") as fh:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = inspect_file(fh, name=sys.argv[2], size=int(sys.argv[3]))

@@ -10,11 +10,11 @@ from django.core.files.storage import default_storage
 from django.http import Http404
 from django.utils import timezone
 
+from assets.library.organise import MAX_TAGS_PER_ASSET, asset_update, assets_bulk, assets_purge_trash
+from assets.library.selectors import asset_list_for_user
 from assets.models import Asset, Tag
-from assets.organise import MAX_TAGS_PER_ASSET, asset_update, assets_bulk, assets_purge_trash
-from assets.selectors import asset_list_for_user
 from assets.services import asset_create_from_bytes
-from config.errors import InvalidRequest
+from core.errors import InvalidRequest
 from projects.services import project_create
 
 pytestmark = pytest.mark.django_db

@@ -21,10 +21,10 @@ from django.core.management import call_command
 from django.test import Client
 from rest_framework.test import APIClient
 
-from assets import previews
+from assets.api.previews import asset_preview_urls
 from assets.models import Asset, AssetKind, AssetSource, PreviewStatus
-from assets.preview_views import asset_preview_urls
-from assets.previews import preview_make
+from assets.previews import service as previews
+from assets.previews.service import preview_make
 from assets.services import asset_create_from_bytes
 from config.celery import app as celery_app
 from tests.conftest import WorkerProcess, wait_for

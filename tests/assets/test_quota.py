@@ -13,10 +13,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from assets.library.organise import asset_trash
 from assets.models import Asset, AssetSource
-from assets.organise import asset_trash
-from assets.quota import MIB, QuotaExceeded, storage_by_project, storage_use, storage_used
 from assets.services import asset_create
+from assets.uploads.quota import MIB, QuotaExceeded, storage_by_project, storage_use, storage_used
 from billing.limits import plan_assign
 from billing.models import Plan
 from projects.services import project_create
@@ -77,7 +77,7 @@ def test_an_upload_over_the_quota_is_refused_with_used_and_limit_and_stores_noth
 
 
 def test_the_trash_counts_until_it_is_emptied(owner: Any, project: Any) -> None:
-    from assets.organise import assets_trash_empty
+    from assets.library.organise import assets_trash_empty
 
     on_plan(owner, quota_mb=1)
     first = upload(project, text_of_size(MIB - 10), "a.txt")
@@ -104,7 +104,7 @@ def test_a_plan_change_applies_to_the_next_upload(owner: Any, project: Any) -> N
 
 
 def test_a_quota_used_to_the_byte_is_full_and_the_percentage_rounds_down() -> None:
-    from assets.quota import StorageUse
+    from assets.uploads.quota import StorageUse
 
     full = StorageUse(used=MIB, limit=MIB, plan_code="p", plan_name="P")
     assert full.over_quota and full.available == 0 and full.percent == 100
@@ -212,7 +212,7 @@ def test_two_uploads_racing_for_the_last_space_cannot_both_pass(owner: Any, proj
     barrier = threading.Barrier(2)
     outcomes: list[str] = []
 
-    import assets.quota as quota
+    import assets.uploads.quota as quota
 
     real_reserve = quota.quota_reserve
 

@@ -33,8 +33,8 @@ from moto.server import ThreadedMotoServer
 from PIL import Image
 from werkzeug.serving import make_server
 
+from assets.library.organise import asset_trash, assets_delete, assets_purge_trash
 from assets.models import Asset
-from assets.organise import asset_trash, assets_delete, assets_purge_trash
 from assets.services import asset_create_from_bytes
 from assets.storage import content_disposition, safe_mime
 from projects.services import project_delete

@@ -16,10 +16,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from assets.gallery import search_terms
+from assets.library.gallery import search_terms
+from assets.library.organise import asset_update
+from assets.library.selectors import asset_gallery_for_user
 from assets.models import Asset
-from assets.organise import asset_update
-from assets.selectors import asset_gallery_for_user
 from tests.assets.test_gallery_api import ids, make_asset, make_many
 
 on_sqlite = pytest.mark.skipif(connection.vendor != "sqlite", reason="the SQLite fallback's own semantics")

@@ -18,12 +18,12 @@ from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
 
-from assets.collections import collection_create, collection_items_add
+from assets.library.collections import collection_create, collection_items_add
+from assets.library.organise import asset_restore, asset_trash, asset_update
 from assets.models import Asset, ShareLink
-from assets.organise import asset_restore, asset_trash, asset_update
-from assets.previews import preview_make
+from assets.previews.service import preview_make
 from assets.services import asset_create_from_bytes
-from assets.shares import share_create
+from assets.sharing.shares import share_create
 from generations.ingest import outputs_store
 from generations.models import AIModel, Generation, Status
 from generations.providers.base import Output

@@ -1,4 +1,4 @@
-"""assets.strip: images as share links serve them, without the metadata inside the file (prompts, models,
+"""assets.sharing.strip: images as share links serve them, without the metadata inside the file (prompts, models,
 workflows, EXIF, XMP, comments, trailing data), with the pixels, colour profile, orientation and animation
 as they were."""
 
@@ -12,9 +12,9 @@ import pytest
 from django.urls import reverse
 from PIL import Image, ImageCms, PngImagePlugin
 
-from assets import strip
 from assets.services import asset_create_from_bytes
-from assets.shares import share_create
+from assets.sharing import strip
+from assets.sharing.shares import share_create
 
 pytestmark = pytest.mark.django_db
 

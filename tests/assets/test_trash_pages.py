@@ -14,8 +14,8 @@ from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
 
+from assets.library.organise import asset_trash, assets_trash_empty
 from assets.models import Asset
-from assets.organise import asset_trash, assets_trash_empty
 from assets.services import asset_create_from_bytes
 from assets.tasks import assets_files_delete, assets_purge_trash_task
 from projects.services import project_create

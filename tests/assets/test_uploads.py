@@ -22,9 +22,9 @@ import pytest
 from django.urls import reverse
 from PIL import Image, PngImagePlugin
 
-from assets.inspection import RefusedFile
 from assets.models import Asset
 from assets.services import asset_create
+from assets.uploads.inspection import RefusedFile
 from tests.conftest import headless_chromium
 
 pytestmark = pytest.mark.django_db

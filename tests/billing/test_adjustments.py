@@ -13,7 +13,7 @@ from billing.adjustments import credits_adjust
 from billing.models import Entry, LedgerAccount, Transaction, WalletFlag
 from billing.selectors import unbalanced_transactions, wallet_drift
 from billing.services import credits_hold, credits_summary
-from config.errors import Conflict, InvalidRequest
+from core.errors import Conflict, InvalidRequest
 
 pytestmark = pytest.mark.django_db
 

@@ -13,9 +13,9 @@ from django.db import connection, transaction
 from django.urls import include, path
 from rest_framework.test import APIClient
 
-import billing.admin_plans  # noqa: F401  (registers its models before the admin's URLs are built, as billing/admin.py will)
+import billing.admin.plans  # noqa: F401  (registers its models before the admin's URLs are built, as billing/admin/__init__.py will)
 import config.urls
-from billing.budgets import (
+from billing.budgets.services import (
     TOTAL_PERIOD_START,
     BudgetExceeded,
     budget_clear,
@@ -34,10 +34,10 @@ from generations.services import generation_cancel, generation_create, generatio
 from studio import urls as studio_urls
 from studio.views import budgets as budget_views
 
-# Until the lead includes billing.budget_urls and the studio budget routes in the real URLconf, these
+# Until the lead includes billing.budgets.urls and the studio budget routes in the real URLconf, these
 # tests carry their own: the real one plus those routes (harmless duplicates once it is wired).
 urlpatterns = [
-    path("api/v1/", include("billing.budget_urls")),
+    path("api/v1/", include("billing.budgets.urls")),
     path("", include(([
         path("p/<uuid:project_id>/budget", budget_views.project_budget_view, name="project-budget"),
         path("account/budget", budget_views.account_budget_view, name="account-budget"),
@@ -324,7 +324,7 @@ def test_switching_a_budget_total_monthly_and_back_counts_the_spend_and_running_
 
 
 def test_a_budget_limit_over_the_columns_range_is_a_400_naming_the_limit(owner_api: APIClient, project: Any) -> None:
-    from config.errors import InvalidRequest
+    from core.errors import InvalidRequest
 
     for url in (f"/api/v1/projects/{project.pk}/budget", "/api/v1/me/budget"):
         refused = owner_api.put(url, {"limit": 2_147_483_648}, format="json")
@@ -370,7 +370,7 @@ def test_a_total_budget_never_resets(owner: Any, project: Any, catalog: None, pr
 
 
 def test_a_users_budget_cannot_be_a_total(owner: Any) -> None:
-    from config.errors import InvalidRequest
+    from core.errors import InvalidRequest
 
     with pytest.raises(InvalidRequest):
         budget_set(user=owner, limit_credits=10, period="total")

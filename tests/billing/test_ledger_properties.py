@@ -35,7 +35,7 @@ from billing.services import (
     hold_release,
     hold_settle,
 )
-from config.errors import Conflict
+from core.errors import Conflict
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from PIL import Image
 from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
-import billing.admin_plans  # noqa: F401  (registers its models before the admin's URLs are built, as billing/admin.py will)
+import billing.admin.plans  # noqa: F401  (registers its models before the admin's URLs are built, as billing/admin/__init__.py will)
 from billing.limits import (
     PlanRateThrottle,
     RateLimited,

@@ -17,7 +17,7 @@ from billing.models import CheckoutSession, CheckoutStatus, CreditPack, Entry, P
 from billing.referrals import referral_code_get_or_create, referral_redeem
 from billing.selectors import unbalanced_transactions, wallet_drift
 from billing.services import credits_grant, credits_summary
-from config.errors import Conflict, InvalidRequest
+from core.errors import Conflict, InvalidRequest
 from generations.services import generation_create
 from projects.services import project_create
 

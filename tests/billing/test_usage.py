@@ -18,7 +18,7 @@ from django.utils import timezone
 from accounts.models import User
 from billing.models import AccountKind, UsageDaily
 from billing.services import _lock_wallet, _post, credits_hold, hold_settle, system_account
-from billing.usage import UsageQuery, project_cost_total, revenue_by_period, usage_rows, usage_totals
+from billing.usage.services import UsageQuery, project_cost_total, revenue_by_period, usage_rows, usage_totals
 from projects.services import project_create
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from billing.budgets import BudgetExceeded, budget_set, period_start
+from billing.budgets.services import BudgetExceeded, budget_set, period_start
 from billing.models import BudgetUsage
 from billing.services import InsufficientCredits, credits_hold
 from generations.services import generation_create

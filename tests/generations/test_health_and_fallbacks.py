@@ -9,7 +9,7 @@ import pytest
 from django.core.cache import cache
 
 from billing.services import credits_summary
-from config.errors import InvalidRequest
+from core.errors import InvalidRequest
 from generations import services
 from generations.health import circuit_open_for, provider_health, record_outcome
 from generations.models import AIModel, Generation, PriceCard, Status

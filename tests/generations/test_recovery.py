@@ -13,7 +13,7 @@ from django.utils import timezone
 from PIL import Image
 
 from assets import tasks as asset_tasks
-from billing.budgets import budget_set
+from billing.budgets.services import budget_set
 from billing.models import BudgetUsage, Hold
 from billing.services import credits_summary
 from generations import services

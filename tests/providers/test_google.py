@@ -655,7 +655,7 @@ def test_a_veo_job_the_user_cancels_still_renders_and_is_delivered_and_charged(f
 
 @pytest.mark.django_db
 def test_a_script_breakdown_needs_pasted_text_or_a_file(catalog: None, owner: Any, project: Any) -> None:
-    from config.errors import InvalidRequest
+    from core.errors import InvalidRequest
     from generations.services import generation_create
 
     with pytest.raises(InvalidRequest):

@@ -567,7 +567,7 @@ def test_a_webhook_job_parks_and_a_signed_completion_callback_resumes_it(
 def margin_row_cost() -> Decimal:
     from django.utils import timezone
 
-    from billing.usage import revenue_by_period
+    from billing.usage.services import revenue_by_period
 
     today = timezone.localdate()
     (row,) = revenue_by_period(period="day", date_from=today, date_to=today)

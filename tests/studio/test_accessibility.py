@@ -24,8 +24,8 @@ from PIL import Image
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from assets.collections import collection_create, collection_items_add
-from assets.previews import preview_make
+from assets.library.collections import collection_create, collection_items_add
+from assets.previews.service import preview_make
 from assets.services import asset_create_from_bytes
 from generations.models import AIModel, Generation, Status
 from projects.services import project_create

@@ -76,8 +76,8 @@ def _cover_src(html: str, card_class: str) -> str | None:
 
 def test_project_and_collection_covers_load_the_small_webp_thumbnail_not_the_original(
         signed_in: Any, owner: Any, project: Project) -> None:
-    from assets.collections import collection_create, collection_items_add
-    from assets.previews import preview_make
+    from assets.library.collections import collection_create, collection_items_add
+    from assets.previews.service import preview_make
 
     asset = asset_create_from_bytes(project=project, data=png_bytes((1600, 1200)), name="upscaled.png")
     preview_make(asset.pk)
@@ -95,7 +95,7 @@ def test_project_and_collection_covers_load_the_small_webp_thumbnail_not_the_ori
 
 def test_a_cover_without_a_thumbnail_yet_is_the_icon_never_the_original(signed_in: Any, owner: Any,
                                                                         project: Project) -> None:
-    from assets.collections import collection_create, collection_items_add
+    from assets.library.collections import collection_create, collection_items_add
 
     asset = image_asset(project)  # its preview is still pending: nothing made it yet
     collection = collection_create(user=owner, name="Picks")

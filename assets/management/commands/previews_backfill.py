@@ -5,7 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from assets.models import AssetKind
-from assets.previews import previews_backfill
+from assets.previews.service import previews_backfill
 
 
 class Command(BaseCommand):

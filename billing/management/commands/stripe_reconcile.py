@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from billing import stripe as billing_stripe
-from config.errors import ServiceError
+from core.errors import ServiceError
 
 
 class Command(BaseCommand):

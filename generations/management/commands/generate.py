@@ -10,11 +10,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.http import Http404
 
 from accounts.models import User
-from assets.inspection import RefusedFile
 from assets.services import asset_create
+from assets.uploads.inspection import RefusedFile
 from billing.services import InsufficientCredits
 from billing.wording import credits_display
-from config.errors import ServiceError
+from core.errors import ServiceError
 from generations.models import Generation, Status
 from generations.services import generation_create
 from projects.selectors import AmbiguousProject, project_get_by_ref_for_user
