@@ -1,4 +1,4 @@
-"""Buying credits over the API, and Stripe's webhook. The money itself moves in billing/stripe.py."""
+"""Buying credits over the API, and Stripe's webhook. The money itself moves in billing/stripe/."""
 
 from __future__ import annotations
 
@@ -11,8 +11,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing import stripe as billing_stripe
 from billing.models import CheckoutSession, CreditPack
+from billing.stripe.checkout import (
+    checkout_session_create,
+    checkout_session_get_for_user,
+    checkout_session_list_for_user,
+    credit_pack_list,
+)
+from billing.stripe.client import payments_enabled
+from billing.stripe.events import WebhookRejected, stripe_event_handle, stripe_event_verify
 from core.pagination import CursorPagination, results_serializer
 
 logger = logging.getLogger(__name__)
@@ -49,8 +56,8 @@ class CreditPackListView(APIView):
                                                                            "configured).")),
         summary="Credit packs on sale", operation_id="api_v1_credit_packs_list")
     def get(self, request: Request) -> Response:
-        packs = billing_stripe.credit_pack_list()
-        return Response({"payments_enabled": billing_stripe.payments_enabled(),
+        packs = credit_pack_list()
+        return Response({"payments_enabled": payments_enabled(),
                          "results": CreditPackSerializer(packs, many=True).data})
 
 
@@ -60,7 +67,7 @@ class CheckoutSessionListCreateView(APIView):
     @extend_schema(responses=CheckoutSessionSerializer(many=True), summary="Your credit purchases")
     def get(self, request: Request) -> Response:
         paginator = CursorPagination()
-        page = paginator.paginate_queryset(billing_stripe.checkout_session_list_for_user(request.user), request,
+        page = paginator.paginate_queryset(checkout_session_list_for_user(request.user), request,
                                            view=self)
         return paginator.get_paginated_response(CheckoutSessionSerializer(page, many=True).data)
 
@@ -70,14 +77,14 @@ class CheckoutSessionListCreateView(APIView):
     def post(self, request: Request) -> Response:
         data = CheckoutSessionCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        session = billing_stripe.checkout_session_create(user=request.user, pack_code=data.validated_data["pack"])
+        session = checkout_session_create(user=request.user, pack_code=data.validated_data["pack"])
         return Response(CheckoutSessionSerializer(session).data, status=status.HTTP_201_CREATED)
 
 
 class CheckoutSessionDetailView(APIView):
     @extend_schema(responses=CheckoutSessionSerializer, summary="One of your credit purchases")
     def get(self, request: Request, session_id: str) -> Response:
-        session = billing_stripe.checkout_session_get_for_user(request.user, session_id)
+        session = checkout_session_get_for_user(request.user, session_id)
         return Response(CheckoutSessionSerializer(session).data)
 
 
@@ -94,11 +101,10 @@ class StripeWebhookView(APIView):
     @extend_schema(exclude=True)
     def post(self, request: Request) -> Response:
         try:
-            payload = billing_stripe.stripe_event_verify(body=request.body,
-                                                         signature=request.headers.get("Stripe-Signature"))
-        except billing_stripe.WebhookRejected as exc:
+            payload = stripe_event_verify(body=request.body, signature=request.headers.get("Stripe-Signature"))
+        except WebhookRejected as exc:
             logger.warning("refused stripe webhook: %s", exc)
             return Response({"error": {"code": exc.code, "message": str(exc)}},
                             status=status.HTTP_400_BAD_REQUEST)
-        outcome = billing_stripe.stripe_event_handle(payload=payload)
+        outcome = stripe_event_handle(payload=payload)
         return Response({"received": True, "outcome": outcome})

@@ -15,9 +15,15 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_POST
 
-from billing import stripe as billing_stripe
 from billing.models import CheckoutSession, CheckoutStatus
 from billing.services import credits_summary
+from billing.stripe.checkout import (
+    checkout_session_create,
+    checkout_session_get_for_user,
+    checkout_session_list_for_user,
+    credit_pack_list,
+)
+from billing.stripe.client import payments_enabled
 from core.errors import ServiceError
 
 TEMPLATE = "studio/credits.html"
@@ -31,10 +37,10 @@ def price(cents: int, currency: str) -> str:
 
 
 def _buy_context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
-    packs = [(pack, price(pack.price_cents, pack.currency)) for pack in billing_stripe.credit_pack_list()]
+    packs = [(pack, price(pack.price_cents, pack.currency)) for pack in credit_pack_list()]
     return {"mode": "buy", "packs": packs,
-            "payments_enabled": billing_stripe.payments_enabled(),
-            "purchases": list(billing_stripe.checkout_session_list_for_user(request.user)[:RECENT_PURCHASES]),
+            "payments_enabled": payments_enabled(),
+            "purchases": list(checkout_session_list_for_user(request.user)[:RECENT_PURCHASES]),
             "canceled": request.GET.get("canceled") == "1", **extra}
 
 
@@ -48,7 +54,7 @@ def credits_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 def credits_checkout(request: HttpRequest) -> HttpResponse:
     try:
-        session = billing_stripe.checkout_session_create(user=request.user, pack_code=request.POST.get("pack", ""))
+        session = checkout_session_create(user=request.user, pack_code=request.POST.get("pack", ""))
     except ServiceError as exc:
         return render(request, TEMPLATE, _buy_context(request, error=exc.message), status=exc.http_status)
     return redirect(session.url)
@@ -56,7 +62,7 @@ def credits_checkout(request: HttpRequest) -> HttpResponse:
 
 def _session_from_query(request: HttpRequest) -> CheckoutSession | None:
     session_id = request.GET.get("session_id", "")
-    return billing_stripe.checkout_session_get_for_user(request.user, session_id) if session_id else None
+    return checkout_session_get_for_user(request.user, session_id) if session_id else None
 
 
 @login_required

@@ -30,7 +30,7 @@ from billing.models import (
 )
 from billing.selectors import unbalanced_transactions, wallet_drift
 from billing.services import credits_hold, credits_summary, hold_settle
-from billing.stripe import stripe_event_handle
+from billing.stripe.events import stripe_event_handle
 from tests.conftest import api_client_for
 from tests.fakes.server import FakeServer
 from tests.fakes.stripe import StripeFake, charge_object, event, parse_form, session_object, signed

@@ -5,7 +5,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billing import stripe as billing_stripe
+from billing.stripe import reconcile
+from billing.stripe.client import TOPUP_PREFIX, payments_enabled
 from core.errors import ServiceError
 
 
@@ -23,37 +24,37 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         problems = 0
-        for session in billing_stripe.paid_sessions_without_credits():
+        for session in reconcile.paid_sessions_without_credits():
             problems += 1
             self.stderr.write(f"paid without credits: session {session.pk} of {session.user.email} "
                               f"({session.credits} credits, status {session.status})")
-        for event in billing_stripe.paid_events_without_credits():
+        for event in reconcile.paid_events_without_credits():
             problems += 1
             obj = event.payload.get("data", {}).get("object", {})
             self.stderr.write(f"paid without credits: event {event.pk} ({event.type}) for session {obj.get('id')}: "
                               f"{event.outcome or 'not processed'}")
-        for txn in billing_stripe.credits_without_payment():
+        for txn in reconcile.credits_without_payment():
             problems += 1
             self.stderr.write(f"credits without payment: posting {txn.idempotency_key} ({txn.memo})")
-        for txn in billing_stripe.stripe_account_foreign_postings():
+        for txn in reconcile.stripe_account_foreign_postings():
             problems += 1
             self.stderr.write(f"credits without payment: posting {txn.idempotency_key} on the Stripe clearing "
                               f"account was not made by a Stripe event")
-        for event in billing_stripe.parked_refunds():
+        for event in reconcile.parked_refunds():
             problems += 1
             obj = event.payload.get("data", {}).get("object", {})
             self.stderr.write(f"refund waiting for its payment: event {event.pk}, charge {obj.get('id')}, "
                               f"payment_intent {obj.get('payment_intent')}, {obj.get('amount_refunded')} refunded")
-        for flag in billing_stripe.open_wallet_flags():
+        for flag in reconcile.open_wallet_flags():
             problems += 1
             who = flag.account.user.email if flag.account.user else flag.account
-            if flag.reference.startswith(billing_stripe.TOPUP_PREFIX):  # a payment that did not match its pack
+            if flag.reference.startswith(TOPUP_PREFIX):  # a payment that did not match its pack
                 self.stderr.write(f"flagged wallet: {who} has a payment held for review, {flag.amount} credits "
                                   f"not posted ({flag.reason}) [{flag.reference}]")
             else:  # a refund's clawback that took the wallet below zero
                 self.stderr.write(f"flagged wallet: {who} is {flag.amount} credits short ({flag.reason}) "
                                   f"[{flag.reference}]")
-        for session in billing_stripe.stale_placeholders():
+        for session in reconcile.stale_placeholders():
             self.stdout.write(f"note: checkout {session.pk} of user {session.user_id} never got a Stripe id "
                               f"(the request to Stripe did not finish); nothing can be paid on it")
         if options["fetch"]:
@@ -63,19 +64,19 @@ class Command(BaseCommand):
         self.stdout.write("Stripe OK: every paid session has its credits and every top-up has a paid session.")
 
     def _fetch(self, *, older_than: timedelta, fulfil: bool) -> int:
-        if not billing_stripe.payments_enabled():
+        if not payments_enabled():
             raise CommandError("--fetch needs STRIPE_SECRET_KEY.")
         problems = 0
-        for session in billing_stripe.open_sessions_to_check(older_than=older_than):
+        for session in reconcile.open_sessions_to_check(older_than=older_than):
             try:
-                remote = billing_stripe.checkout_session_retrieve(session_id=session.pk)
+                remote = reconcile.checkout_session_retrieve(session_id=session.pk)
             except ServiceError as exc:
                 problems += 1
                 self.stderr.write(f"could not check session {session.pk}: {exc.message}")
                 continue
             if remote.get("payment_status") != "paid":
                 continue
-            if fulfil and billing_stripe.checkout_session_fulfil_from_stripe(session_id=session.pk):
+            if fulfil and reconcile.checkout_session_fulfil_from_stripe(session_id=session.pk):
                 self.stdout.write(f"credited session {session.pk}: Stripe reports it paid; its webhook never came")
                 continue
             problems += 1
