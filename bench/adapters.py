@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
 
 from bench.paths import bench_var_dir  # noqa: E402
 
-os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.dev"
 os.environ["STUDIO_VAR_DIR"] = str(bench_var_dir("adapters"))
 
 

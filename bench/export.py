@@ -264,7 +264,7 @@ def main() -> int:
     var_dir = Path(tempfile.mkdtemp(prefix="export-", dir=bench_var_dir()))
     for name in FOREIGN_ENV:
         os.environ.pop(name, None)
-    os.environ.update({"STUDIO_VAR_DIR": str(var_dir), "DJANGO_SETTINGS_MODULE": "config.settings",
+    os.environ.update({"STUDIO_VAR_DIR": str(var_dir), "DJANGO_SETTINGS_MODULE": "config.settings.dev",
                        "LOG_LEVEL": "WARNING"})
     try:
         import django

@@ -142,11 +142,11 @@ def _configure_django(flavour: str, db_name: str) -> None:
     if flavour == "postgres":
         os.environ["DATABASE_URL"] = with_db_name(server_url(), db_name)
     else:
-        os.environ.pop("DATABASE_URL", None)
+        os.environ["DATABASE_URL"] = f"sqlite:///{var / 'studio.sqlite3'}"  # production's has no default
     os.environ.update({
-        "DJANGO_SETTINGS_MODULE": "config.settings",
+        # The production settings (DEBUG off): with DEBUG on, Django keeps every query in memory.
+        "DJANGO_SETTINGS_MODULE": "config.settings.production",
         "STUDIO_VAR_DIR": str(var),
-        "DEBUG": "0",  # as in production: with DEBUG on, Django keeps every query in memory
         "SECURE_SSL_REDIRECT": "0",  # the test client speaks plain HTTP
         "SECRET_KEY": "bench-only-not-a-secret",
         "KEY_ENCRYPTION_KEYS": "bench:" + base64.b64encode(b"g" * 32).decode(),

@@ -56,10 +56,9 @@ from bench.scratch_db import database_recreate, reachable, scratch_name_check, s
 def _configure_django(database_url: str) -> None:
     os.environ.update({
         "DATABASE_URL": database_url,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
+        # The production settings (DEBUG off): with DEBUG on, Django keeps every query in memory.
+        "DJANGO_SETTINGS_MODULE": "config.settings.production",
         "STUDIO_VAR_DIR": str(bench_var_dir("ledger")),
-        # DEBUG off, as in production: with it on, Django keeps every query in memory.
-        "DEBUG": "0",
         "SECRET_KEY": "bench-only-not-a-secret",
         "KEY_ENCRYPTION_KEYS": "bench:" + base64.b64encode(b"b" * 32).decode(),
         "ALLOWED_HOSTS": "testserver",

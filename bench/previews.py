@@ -59,9 +59,9 @@ BENCH_DIR = bench_var_dir("previews")
 
 def _configure_django() -> None:
     os.environ.update({
-        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DJANGO_SETTINGS_MODULE": "config.settings.production",  # DEBUG off, as in production
         "STUDIO_VAR_DIR": str(BENCH_DIR / "var"),
-        "DEBUG": "0",
+        "DATABASE_URL": f"sqlite:///{BENCH_DIR / 'var' / 'studio.sqlite3'}",
         "SECRET_KEY": "bench-only-not-a-secret",
         "KEY_ENCRYPTION_KEYS": "bench:" + base64.b64encode(b"b" * 32).decode(),
         "ALLOWED_HOSTS": "testserver",

@@ -87,9 +87,10 @@ def _flavour_env(name: str, database_url: str, redis_url: str) -> dict[str, str]
         env["REDIS_URL"] = redis_url
     env.update({
         "STUDIO_VAR_DIR": str(BENCH_DIR / name),
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        # DEBUG off, as in production: with it on, Django keeps every query in memory, in both processes.
-        "DEBUG": "0",
+        # The production settings (DEBUG off): with DEBUG on, Django keeps every query in memory, in both
+        # processes. They take no default database, so the embedded flavour names its SQLite file.
+        "DJANGO_SETTINGS_MODULE": "config.settings.production",
+        "DATABASE_URL": database_url or f"sqlite:///{BENCH_DIR / name / 'studio.sqlite3'}",
         "SECURE_SSL_REDIRECT": "0",  # the test client speaks plain HTTP
         "SECRET_KEY": "bench-only-not-a-secret",
         # Production settings refuse to start without master keys for users' provider keys; the bench stores none.
@@ -205,7 +206,7 @@ def _prepare_servers(keep: bool, db_name: str) -> Callable[[], None]:
     database_url = os.environ.get("DATABASE_URL", "")
     redis_url = os.environ.get("REDIS_URL", "")
     admin_url = ""
-    if database_url:
+    if database_url.startswith("postgres"):  # the embedded flavour names its SQLite file
         import psycopg
         from psycopg import sql
 

@@ -204,8 +204,8 @@ def main() -> int:
     bench_var_dir().mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="uploads-", dir=bench_var_dir()))
     env = {k: v for k, v in os.environ.items() if k not in FOREIGN_ENV}
-    env.update({"DJANGO_SETTINGS_MODULE": "config.settings", "STUDIO_VAR_DIR": str(scratch / "var"),
-                "DEBUG": "0", "SECRET_KEY": "upload-bench", "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    env.update({"DJANGO_SETTINGS_MODULE": "config.settings.production", "STUDIO_VAR_DIR": str(scratch / "var"),
+                "DATABASE_URL": f"sqlite:///{scratch / 'var' / 'studio.sqlite3'}", "SECRET_KEY": "upload-bench", "ALLOWED_HOSTS": "127.0.0.1,localhost",
                 "SECURE_SSL_REDIRECT": "0",  # gunicorn on plain HTTP
                 "KEY_ENCRYPTION_KEYS": "bench:" + "A" * 43 + "=",
                 "TMPDIR": str(scratch / "tmp"), "PYTHONUNBUFFERED": "1"})

@@ -1,4 +1,7 @@
-"""The Celery app. Broker and worker settings live in config.settings under the CELERY_ namespace."""
+"""The Celery app. Broker and worker settings live in config/settings/base.py under the CELERY_ namespace.
+
+Without DJANGO_SETTINGS_MODULE it loads the development settings; a worker started by `make run`
+inherits manage.py's, and the Docker image sets production's."""
 
 import os
 from pathlib import Path
@@ -9,7 +12,7 @@ from celery import Celery, signals
 from config import broker
 
 broker.install()
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
 
 app = Celery("studio")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from config.settings import BASE_DIR
+from config.settings.base import BASE_DIR
 
 pytestmark = pytest.mark.django_db
 
@@ -39,8 +39,9 @@ def test_production_settings_pass_check_deploy_without_warnings(tmp_path: Path) 
            if key not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "SECURE_SSL_REDIRECT",
                           "SECURE_HSTS_SECONDS", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE"}}
     env.update({
-        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DJANGO_SETTINGS_MODULE": "config.settings.production",
         "DEBUG": "False",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'studio.sqlite3'}",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "KEY_ENCRYPTION_KEYS": "k1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
         "ALLOWED_HOSTS": "studio.example.com",

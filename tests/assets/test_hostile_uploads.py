@@ -304,7 +304,7 @@ print(json.dumps({"width": result.width, "height": result.height, "media": resul
 
 def inspect_in_a_child(path: Path, tmp_path: Path) -> dict[str, Any]:
     """inspect_file in a fresh process, with how much its peak memory grew while it ran."""
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "STUDIO_VAR_DIR": str(tmp_path)}
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.dev", "STUDIO_VAR_DIR": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", INSPECT_IN_A_CHILD, str(path), path.name, str(path.stat().st_size)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -1,5 +1,5 @@
 """Asset storage on S3, against moto's S3 server running on loopback, driven through boto3 and
-django-storages exactly as production is configured (config/settings.py run with S3 env vars).
+django-storages exactly as production is configured (config/settings/base.py run with S3 env vars).
 
 moto's server does not check presigned URLs: it serves them whatever their signature or age. Real S3
 refuses a tampered or expired one, and that is what these tests need to see, so the server is
@@ -130,12 +130,12 @@ class S3:
 
 
 def s3_settings(monkeypatch: pytest.MonkeyPatch, endpoint: str, bucket: str, **env: str) -> dict[str, Any]:
-    """STORAGES as config/settings.py builds it from the environment production would have."""
+    """STORAGES as config/settings/base.py builds it from the environment production would have."""
     for name, value in {"AWS_STORAGE_BUCKET_NAME": bucket, "AWS_S3_ENDPOINT_URL": endpoint,
                         "AWS_S3_REGION_NAME": REGION, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
                         "AWS_SECRET_ACCESS_KEY": SECRET_KEY, **env}.items():
         monkeypatch.setenv(name, value)
-    return runpy.run_path(str(ROOT / "config" / "settings.py"))["STORAGES"]
+    return runpy.run_path(str(ROOT / "config" / "settings" / "base.py"))["STORAGES"]
 
 
 @pytest.fixture

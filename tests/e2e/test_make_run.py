@@ -92,7 +92,7 @@ def run_env(transactional_db: Any, tmp_path: Path) -> dict[str, str]:
     new var directory, and this test's database (already migrated) so no migration run is needed."""
     env = {key: value for key, value in os.environ.items()
            if key not in ("REDIS_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE")}
-    return {**env, "DJANGO_SETTINGS_MODULE": "config.settings", "STUDIO_VAR_DIR": str(tmp_path / "var"),
+    return {**env, "DJANGO_SETTINGS_MODULE": "config.settings.dev", "STUDIO_VAR_DIR": str(tmp_path / "var"),
             "DATABASE_URL": _database_url(), "PYTHONUNBUFFERED": "1"}
 
 

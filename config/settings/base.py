@@ -1,8 +1,10 @@
-"""Settings from the environment, with embedded defaults that need no server.
+"""Settings shared by every environment, read from environment variables (README.md, "Configuration").
 
-With no environment at all the studio runs on SQLite, local media files, a filesystem broker and the
-offline `local` provider. Production switches each piece on through environment variables (README.md,
-"Configuration"). With DEBUG off, a missing SECRET_KEY is an error rather than a silent default.
+What differs between environments lives beside this module: dev.py (the embedded defaults `make run`
+needs: SQLite, local files, the filesystem broker, DEBUG on), production.py (no default secrets, DEBUG
+off, HTTPS) and test.py (dev with a fast password hasher). The Celery settings (CELERY_*, read by
+config/celery.py) are here: the broker, queues, routes and the beat schedule are the same everywhere.
+Over 400 lines: one flat list of every setting, in sections, is easier to search than more modules.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(os.environ.get("STUDIO_VAR_DIR", BASE_DIR / "var"))
 
 
@@ -37,14 +40,35 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = os.environ.get("SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
-    SECRET_KEY = "insecure-development-key-set-SECRET_KEY-in-production"
+def env_required(name: str, why: str) -> str:
+    """The variable's value; production has no default for it, so its absence stops the start."""
+    value = os.environ.get(name, "")
+    if not value:
+        raise ImproperlyConfigured(f"{name} must be set in production ({why}); see README.md, \"Configuration\".")
+    return value
 
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"] if DEBUG else [])
+
+def database_from_url(url: str) -> dict[str, Any]:
+    """The `default` database from a DATABASE_URL, tuned for SQLite when it names a file."""
+    database: dict[str, Any] = dict(dj_database_url.parse(
+        url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True))
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        # The web process and the worker share the file: wait for locks instead of failing at once, and
+        # take the write lock at BEGIN so a read-then-write transaction cannot deadlock on upgrade.
+        database["CONN_MAX_AGE"] = 0
+        database["OPTIONS"] = {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+        # Tests that start a real worker process need the test database in a file both can open.
+        database["TEST"] = {"NAME": str(VAR_DIR / "test-studio.sqlite3")}
+    return database
+
+
+# dev.py turns it on; everything else is written for it off.
+DEBUG = False
+
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 # The name emails and pages call the studio by; with SITE_URL's host it is written into the Site row
@@ -111,25 +135,7 @@ TEMPLATES = [
     },
 ]
 
-# --- Database: SQLite under var/ unless DATABASE_URL names another ---------------------------------
-DATABASES = {
-    "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'studio.sqlite3'}"),
-        conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
-        conn_health_checks=True,
-    )
-}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # The web process and the worker share the file: wait for locks instead of failing at once, and
-    # take the write lock at BEGIN so a read-then-write transaction cannot deadlock on upgrade.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"]["OPTIONS"] = {
-        "timeout": 30,
-        "transaction_mode": "IMMEDIATE",
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-    }
-    # Tests that start a real worker process need the test database in a file both can open.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-studio.sqlite3")}
+# --- Database: DATABASES is set by dev.py (SQLite under var/ by default) and production.py (DATABASE_URL)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache and broker: Redis when REDIS_URL is set, else no server at all --------------------------
@@ -238,15 +244,11 @@ if AWS_STORAGE_BUCKET_NAME:
     }
 else:
     _media_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+# Static files straight from disk (no collectstatic, no manifest to rebuild after each edit);
+# production.py serves them hashed and compressed.
 STORAGES = {
     "default": _media_storage,
-    "staticfiles": {
-        "BACKEND": (
-            "whitenoise.storage.CompressedManifestStaticFilesStorage"
-            if not DEBUG
-            else "django.contrib.staticfiles.storage.StaticFilesStorage"
-        )
-    },
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # larger uploads stream to a temporary file
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
@@ -395,10 +397,9 @@ PROVIDER_WEBHOOKS = env_bool("PROVIDER_WEBHOOKS", SITE_URL.startswith("https://"
 REPLICATE_WEBHOOK_SECRET = os.environ.get("REPLICATE_WEBHOOK_SECRET", "")  # whsec_…
 FAL_JWKS_URL = os.environ.get("FAL_JWKS_URL", "https://rest.alpha.fal.ai/.well-known/jwks.json")
 # Users' own provider keys are encrypted with AES-256-GCM under these master keys: "id:base64key,…",
-# the first one current (new and re-encrypted rows), the others still readable (rotation).
+# the first one current (new and re-encrypted rows), the others still readable (rotation). Required in
+# production; in development an empty value derives one from SECRET_KEY (accounts/crypto.py).
 KEY_ENCRYPTION_KEYS = os.environ.get("KEY_ENCRYPTION_KEYS", "")
-if not KEY_ENCRYPTION_KEYS and not DEBUG:
-    raise ImproperlyConfigured("KEY_ENCRYPTION_KEYS must be set when DEBUG is off (see README).")
 # Jobs on a user's own key charge no credits, or this percentage of the provider cost as a platform fee.
 BYO_KEY_FEE_PERCENT = env_int("BYO_KEY_FEE_PERCENT", 0)
 # The circuit breaker (generations/health.py): this many transient failures of one provider within
@@ -419,7 +420,7 @@ STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
 STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
 STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")
 
-# --- Security in production ----------------------------------------------------------------------------
+# --- Security ------------------------------------------------------------------------------------------
 # Behind a reverse proxy: the header it sets to the client's address (e.g. X-Real-IP), for the limits
 # keyed by address (share passwords, sign-in). See core/client_ip.py.
 CLIENT_IP_HEADER = os.environ.get("CLIENT_IP_HEADER", "")
@@ -428,23 +429,7 @@ if CLIENT_IP_HEADER:
     ALLAUTH_TRUSTED_CLIENT_IP_HEADER = CLIENT_IP_HEADER
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
-if not DEBUG:
-    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
-    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
-    # A proxy that terminates TLS must set X-Forwarded-Proto (and strip it from clients), or every
-    # request looks like plain HTTP and SECURE_SSL_REDIRECT redirects forever.
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    # HTTPS only, by default: plain HTTP is redirected, and browsers are told (HSTS) to use HTTPS for a
-    # year. Serving over plain HTTP (docker-compose on localhost) turns both off: SECURE_SSL_REDIRECT=0,
-    # SECURE_HSTS_SECONDS=0. `manage.py check --deploy` passes with the defaults (tests/api/test_hardening.py).
-    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
-    # Preloading puts the domain in browsers' built-in lists (hstspreload.org): a decision for whoever
-    # owns the domain, hard to undo, so off unless asked for; with it off, its deploy check is silenced.
-    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
-    if not SECURE_HSTS_PRELOAD:
-        SILENCED_SYSTEM_CHECKS = ["security.W021"]
+# HTTPS (secure cookies, SSL redirect, HSTS) is production.py's.
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -5,6 +5,6 @@ iterations) that was most of the suite's time. MD5 here is only ever used on thr
 Worker subprocesses started by the tests inherit DJANGO_SETTINGS_MODULE, so they use these too.
 """
 
-from config.settings import *  # noqa: F403
+from config.settings.dev import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
