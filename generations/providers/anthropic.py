@@ -1,7 +1,7 @@
 """The Anthropic adapter: Claude through the Messages API, with the official `anthropic` SDK (2.12).
 
 The Messages API answers on the same request, so the call runs on a worker thread behind
-submit/poll (generations.providers._sync). Outputs are the answer's text blocks, stored as Markdown.
+submit/poll (generations.providers.jobs). Outputs are the answer's text blocks, stored as Markdown.
 Thinking blocks (Claude 5.x thinks adaptively by default) are not part of the output; their tokens are
 billed as output tokens, which `usage.output_tokens` already includes (types/usage.py).
 
@@ -26,24 +26,19 @@ from typing import Any
 import anthropic
 from django.conf import settings
 
-from generations.providers._sync import (
-    SyncAdapterMixin,
-    SyncCallRegistry,
-    client_timeout,
-    retry_after_seconds,
+from generations.providers.base import CatalogModel, ProviderError, ProviderJob, ProviderStatus
+from generations.providers.http import client_timeout, retry_after_seconds
+from generations.providers.jobs import SyncAdapterMixin, ThreadJobRegistry
+from generations.providers.text import (
+    api_key_for,
+    failed_after_billing,
+    max_tokens_for,
+    text_messages,
+    text_output,
     tokens_cost,
 )
-from generations.providers.base import CatalogModel, ProviderError, ProviderJob, ProviderStatus
-from generations.providers.openai import failed_after_billing, text_messages, text_output
 
 LABEL = "Anthropic"
-
-
-def _api_key(credentials: dict[str, str] | None) -> str:
-    key = (credentials or {}).get("api_key") or settings.PROVIDER_KEYS.get("anthropic", "")
-    if not key:
-        raise ProviderError("No Anthropic API key is configured for this studio.", code="missing_key")
-    return key
 
 
 def anthropic_client(api_key: str, *, timeout: float) -> anthropic.Anthropic:
@@ -121,18 +116,18 @@ def _run_message(client: anthropic.Anthropic, model: CatalogModel, params: dict[
 class AnthropicProvider(SyncAdapterMixin):
     name = "anthropic"
     output_hosts: tuple[str, ...] = ()
-    registry = SyncCallRegistry("anthropic")
+    registry = ThreadJobRegistry.for_calls("anthropic")
 
     def submit(self, model: CatalogModel, inputs: dict[str, Any], *, credentials: dict[str, str] | None,
                webhook_url: str | None = None) -> ProviderJob:
-        api_key = _api_key(credentials)
+        api_key = api_key_for("anthropic", credentials, LABEL)
         if model.operation != "text-generation":
             raise ProviderError(f"The Anthropic adapter does not run {model.operation} models.",
                                 code="unknown_model")
         system, user = text_messages(model, inputs)
         params: dict[str, Any] = {
             "model": model.provider_model, "messages": [{"role": "user", "content": user}],
-            "max_tokens": int(inputs.get("max_tokens") or model.config.get("max_tokens", 2048))}
+            "max_tokens": max_tokens_for(model, inputs)}
         if system:
             params["system"] = system
         # Sampling parameters are left out on purpose: Claude Sonnet 5 and later answer 400 to a
@@ -147,13 +142,13 @@ class AnthropicProvider(SyncAdapterMixin):
             except anthropic.AnthropicError as exc:
                 raise sdk_error(exc) from exc
 
-        request_id = self.registry.start(run, description=f"{LABEL} {model.provider_model}")
+        request_id = self.registry.start_call(run, description=f"{LABEL} {model.provider_model}")
         return ProviderJob(provider=self.name, request_id=request_id, data={"model": model.id})
 
     def check_credentials(self, credentials: dict[str, str]) -> None:
         """GET /v1/models?limit=1: authenticated and free."""
         try:
-            anthropic_client(_api_key(credentials), timeout=30.0).models.list(limit=1)
+            anthropic_client(api_key_for("anthropic", credentials, LABEL), timeout=30.0).models.list(limit=1)
         except anthropic.AnthropicError as exc:
             raise sdk_error(exc) from exc
 

@@ -2,7 +2,7 @@
 official `openai` SDK (3.54).
 
 Every OpenAI endpoint used here is synchronous: the answer comes back on the same HTTP request. The
-call therefore runs on a thread of this worker (generations.providers._sync explains why, and what
+call therefore runs on a thread of this worker (generations.providers.jobs explains why, and what
 cancel can and cannot do); `poll` reports "running" until it returns.
 
 - Outputs are bytes: GPT image models always answer with `b64_json` (never a URL), speech is the raw
@@ -13,7 +13,7 @@ cancel can and cannot do); `poll` reports "running" until it returns.
 - Errors: `{"error": {"message", "type", "param", "code"}}` (https://platform.openai.com/docs/guides/error-codes).
   429 (except `insufficient_quota`), 5xx, timeouts and connection errors are retryable; everything
   else is final and carries OpenAI's own message.
-- A chat completion without an answer (`chat_text`, shared with OpenRouter) is a failed status that
+- A chat completion without an answer (`text.chat_text`, shared with OpenRouter) is a failed status that
   still carries the tokens' usage and cost: with `finish_reason: "length"` it is final ("raise Max
   tokens"), any other empty answer is a retryable `no_content`.
 
@@ -32,14 +32,8 @@ from typing import Any
 
 import openai
 from django.conf import settings
+from PIL import Image
 
-from generations.providers._sync import (
-    SyncAdapterMixin,
-    SyncCallRegistry,
-    client_timeout,
-    retry_after_seconds,
-    tokens_cost,
-)
 from generations.providers.base import (
     AssetInput,
     CatalogModel,
@@ -47,6 +41,18 @@ from generations.providers.base import (
     ProviderError,
     ProviderJob,
     ProviderStatus,
+)
+from generations.providers.http import client_timeout, retry_after_seconds
+from generations.providers.jobs import SyncAdapterMixin, ThreadJobRegistry
+from generations.providers.text import (
+    api_key_for,
+    chat_messages,
+    chat_text,
+    failed_after_billing,
+    max_tokens_for,
+    text_messages,
+    text_output,
+    tokens_cost,
 )
 
 IMAGE_MIMES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
@@ -59,15 +65,7 @@ CONTENT_POLICY_CODES = {"content_policy_violation", "moderation_blocked", "conte
                         "image_generation_user_error"}
 
 
-# --- shared with the OpenRouter adapter (same SDK, same error shapes) ----------------------------------
-
-def api_key_for(provider: str, credentials: dict[str, str] | None, label: str) -> str:
-    """The user's own key when the runner passed one, else the platform key from settings."""
-    key = (credentials or {}).get("api_key") or settings.PROVIDER_KEYS.get(provider, "")
-    if not key:
-        raise ProviderError(f"No {label} API key is configured for this studio.", code="missing_key")
-    return key
-
+# --- the client and its errors, shared with the OpenRouter adapter (same SDK, same error shapes) --------
 
 def http_client(timeout: float) -> Any:
     """An httpx client trusting settings.PROVIDER_CA_BUNDLE (the TLS test fakes), else None (the SDK's own)."""
@@ -90,7 +88,7 @@ def openai_client(provider: str, api_key: str, *, timeout: float,
 def _cached_client(provider: str, api_key: str, timeout: float, headers: tuple[tuple[str, str], ...],
                    base_url: str | None, ca_bundle: str) -> openai.OpenAI:
     # max_retries=0: the runner already retries transient failures with backoff and a cap
-    # (services._requeue, GENERATION_MAX_ATTEMPTS); SDK retries on top would multiply the attempts and
+    # (the runner's requeue, GENERATION_MAX_ATTEMPTS); SDK retries on top would multiply the attempts and
     # hide Retry-After from it.
     return openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout,
                          http_client=http_client(timeout), default_headers=dict(headers) or None)
@@ -138,68 +136,6 @@ def sdk_error(exc: Exception, label: str) -> ProviderError:
     return ProviderError(message, code="invalid_input")
 
 
-def chat_text(completion: Any, label: str) -> str:
-    """The answer of a chat completion, or a ProviderError saying why there is none.
-
-    An empty answer means one of two things. With `finish_reason == "length"` the model spent the whole
-    token budget before answering (reasoning models count their hidden reasoning against
-    `max_completion_tokens`: https://platform.openai.com/docs/guides/reasoning#allocating-space-for-reasoning),
-    which the same request hits again: final, and the user should raise Max tokens. Any other empty
-    answer is the "no content generated" case OpenRouter documents as transient, a model warming up
-    from a cold start or scaling up (https://openrouter.ai/docs/errors, "When No Content is
-    Generated"): retryable, with the runner's backoff and cap."""
-    choices = getattr(completion, "choices", None) or []
-    if not choices:
-        raise no_content(label)
-    choice = choices[0]
-    message = choice.message
-    text = (getattr(message, "content", None) or "").strip()
-    refusal = getattr(message, "refusal", None)
-    if refusal and not text:
-        raise ProviderError(refusal, code="content_policy")
-    if choice.finish_reason == "content_filter" and not text:
-        raise ProviderError(f"{label} withheld the answer under its content policy.", code="content_policy")
-    if not text and choice.finish_reason == "length":
-        raise ProviderError(f"{label} used the whole token budget without answering; raise Max tokens.",
-                            code="invalid_input")
-    if not text:
-        raise no_content(label)
-    return text
-
-
-def no_content(label: str) -> ProviderError:
-    return ProviderError(f"{label} generated no content; models do this while warming up from a cold start "
-                         "or scaling up, so the job is tried again.", code="no_content", retryable=True)
-
-
-def failed_after_billing(exc: ProviderError, *, usage: dict[str, Any], cost_usd: Decimal | None) -> ProviderStatus:
-    """A completion that came back without an answer still cost its tokens (OpenRouter: "you may still
-    be charged for the prompt processing cost by the upstream provider, even if no content is
-    generated"), so the failed status carries the usage and cost for the runner to record."""
-    return ProviderStatus(state="failed", error_code=exc.code, error_message=exc.message,
-                          retryable=exc.retryable, usage=dict(usage), cost_usd=cost_usd)
-
-
-def text_messages(model: CatalogModel, inputs: dict[str, Any]) -> tuple[str, str]:
-    """(system prompt, user message) for a text job: the catalog's system prompt (prompt enhancement,
-    script breakdown) or the user's own instructions, and the user's text through the config's template."""
-    config = model.config
-    field = config.get("input_field", "prompt")
-    text = str(inputs.get(field) or "").strip()
-    if not text:
-        raise ProviderError(f"{field} must not be blank.", code="invalid_input")
-    template = config.get("user_template") or "{text}"
-    user = template.format(text=text, **{k: v for k, v in inputs.items() if k != field and isinstance(v, str)})
-    system = config.get("system_prompt") or str(inputs.get("instructions") or "").strip()
-    return system, user
-
-
-def text_output(model: CatalogModel, text: str) -> Output:
-    extension = model.config.get("output_extension", "md")
-    slug = model.id.replace("/", "-")
-    return Output(kind="text", mime="text/plain", data=text.encode("utf-8"), filename=f"{slug}.{extension}")
-
-
 # --- requests -----------------------------------------------------------------------------------------
 
 def _asset_file(asset: Any, name: str) -> tuple[str, bytes, str]:
@@ -215,8 +151,6 @@ def mask_png(mask: AssetInput, size: tuple[int, int] | None) -> tuple[str, bytes
     are usually black and white with white marking the area to repaint, so those are turned into
     alpha; a mask that already has transparent pixels is used as drawn. Resized to the image with
     nearest-neighbour, since OpenAI requires the same dimensions."""
-    from PIL import Image
-
     _, data, _ = _asset_file(mask, "mask")
     with Image.open(io.BytesIO(data)) as img:
         img.load()
@@ -283,8 +217,7 @@ def _run_image(client: openai.OpenAI, model: CatalogModel, params: dict[str, Any
 
 def _run_chat(client: openai.OpenAI, model: CatalogModel, system: str, user: str,
               max_tokens: int) -> ProviderStatus:
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-    completion = client.chat.completions.create(model=model.provider_model, messages=messages,
+    completion = client.chat.completions.create(model=model.provider_model, messages=chat_messages(system, user),
                                                 max_completion_tokens=max_tokens)
     usage = completion.usage
     counts = {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens} if usage else {}
@@ -316,7 +249,7 @@ class OpenAIProvider(SyncAdapterMixin):
     name = "openai"
     label = "OpenAI"
     output_hosts: tuple[str, ...] = ()  # every output arrives as bytes
-    registry = SyncCallRegistry("openai")
+    registry = ThreadJobRegistry.for_calls("openai")
 
     def submit(self, model: CatalogModel, inputs: dict[str, Any], *, credentials: dict[str, str] | None,
                webhook_url: str | None = None) -> ProviderJob:
@@ -331,7 +264,7 @@ class OpenAIProvider(SyncAdapterMixin):
             except openai.OpenAIError as exc:
                 raise sdk_error(exc, self.label) from exc
 
-        request_id = self.registry.start(run, description=f"{self.label} {model.provider_model}")
+        request_id = self.registry.start_call(run, description=f"{self.label} {model.provider_model}")
         return ProviderJob(provider=self.name, request_id=request_id, data={"model": model.id})
 
     def check_credentials(self, credentials: dict[str, str]) -> None:
@@ -360,7 +293,7 @@ class OpenAIProvider(SyncAdapterMixin):
             return lambda client: _run_image(client, model, params, files)
         if operation == "text-generation":
             system, user = text_messages(model, inputs)
-            max_tokens = int(inputs.get("max_tokens") or model.config.get("max_tokens", 2048))
+            max_tokens = max_tokens_for(model, inputs)
             return lambda client: _run_chat(client, model, system, user, max_tokens)
         if operation == "text-to-speech":
             text = str(inputs.get("text") or "").strip()
@@ -376,5 +309,4 @@ class OpenAIProvider(SyncAdapterMixin):
         raise ProviderError(f"The OpenAI adapter does not run {operation} models.", code="unknown_model")
 
 
-__all__ = ["OpenAIProvider", "api_key_for", "chat_text", "failed_after_billing", "openai_client", "sdk_error",
-           "text_messages", "text_output"]
+__all__ = ["OpenAIProvider", "mask_png", "openai_client", "sdk_error"]

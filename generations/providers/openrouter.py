@@ -3,7 +3,7 @@ OpenAI-compatible API, called with the official `openai` SDK pointed at
 settings.PROVIDER_BASE_URLS["openrouter"] (default https://openrouter.ai/api/v1).
 
 Synchronous like OpenAI's chat API, so the call runs on a worker thread behind submit/poll
-(generations.providers._sync).
+(generations.providers.jobs).
 
 - Cost is OpenRouter's own: every response carries `usage.cost` in credits (= USD)
   (https://openrouter.ai/docs/use-cases/usage-accounting). The SDK keeps unknown fields, so it is read
@@ -17,7 +17,7 @@ Synchronous like OpenAI's chat API, so the call runs on a worker thread behind s
   whose answer is empty while the model warms up from a cold start or the provider scales up. It is a
   retryable `no_content` failure carrying the reported `usage.cost`, since the prompt may still be
   billed. Only an empty answer with `finish_reason: "length"` (the token budget ran out) is final,
-  with the advice to raise Max tokens (openai.chat_text).
+  with the advice to raise Max tokens (text.chat_text).
 """
 
 from __future__ import annotations
@@ -28,16 +28,19 @@ from typing import Any
 import openai
 from django.conf import settings
 
-from generations.providers._sync import SyncAdapterMixin, SyncCallRegistry, client_timeout, tokens_cost
 from generations.providers.base import CatalogModel, ProviderError, ProviderJob, ProviderStatus
-from generations.providers.openai import (
+from generations.providers.http import client_timeout
+from generations.providers.jobs import SyncAdapterMixin, ThreadJobRegistry
+from generations.providers.openai import openai_client, sdk_error
+from generations.providers.text import (
     api_key_for,
+    chat_messages,
     chat_text,
     failed_after_billing,
-    openai_client,
-    sdk_error,
+    max_tokens_for,
     text_messages,
     text_output,
+    tokens_cost,
 )
 
 LABEL = "OpenRouter"
@@ -131,7 +134,7 @@ def _run_chat(client: openai.OpenAI, model: CatalogModel, params: dict[str, Any]
 class OpenRouterProvider(SyncAdapterMixin):
     name = "openrouter"
     output_hosts: tuple[str, ...] = ()
-    registry = SyncCallRegistry("openrouter")
+    registry = ThreadJobRegistry.for_calls("openrouter")
 
     def submit(self, model: CatalogModel, inputs: dict[str, Any], *, credentials: dict[str, str] | None,
                webhook_url: str | None = None) -> ProviderJob:
@@ -140,9 +143,8 @@ class OpenRouterProvider(SyncAdapterMixin):
             raise ProviderError(f"The OpenRouter adapter does not run {model.operation} models.",
                                 code="unknown_model")
         system, user = text_messages(model, inputs)
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-        params: dict[str, Any] = {"model": model.provider_model, "messages": messages,
-                                  "max_tokens": int(inputs.get("max_tokens") or model.config.get("max_tokens", 2048))}
+        params: dict[str, Any] = {"model": model.provider_model, "messages": chat_messages(system, user),
+                                  "max_tokens": max_tokens_for(model, inputs)}
         if inputs.get("temperature") is not None:
             params["temperature"] = float(inputs["temperature"])
         timeout = client_timeout(model.config, 180.0)
@@ -154,7 +156,7 @@ class OpenRouterProvider(SyncAdapterMixin):
             except openai.OpenAIError as exc:
                 raise status_error(exc) from exc
 
-        request_id = self.registry.start(run, description=f"{LABEL} {model.provider_model}")
+        request_id = self.registry.start_call(run, description=f"{LABEL} {model.provider_model}")
         return ProviderJob(provider=self.name, request_id=request_id, data={"model": model.id})
 
     def check_credentials(self, credentials: dict[str, str]) -> None:

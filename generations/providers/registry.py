@@ -9,9 +9,9 @@ from generations.providers.base import Provider
 
 PROVIDERS: dict[str, str] = {
     "local": "generations.providers.local.LocalProvider",
-    "fal": "generations.providers.fal.FalProvider",
+    "fal": "generations.providers.fal.adapter.FalProvider",
     "replicate": "generations.providers.replicate.ReplicateProvider",
-    "google": "generations.providers.google.GoogleProvider",
+    "google": "generations.providers.google.adapter.GoogleProvider",
     "openai": "generations.providers.openai.OpenAIProvider",
     "anthropic": "generations.providers.anthropic.AnthropicProvider",
     "openrouter": "generations.providers.openrouter.OpenRouterProvider",

@@ -26,7 +26,8 @@ from generations.providers.base import (
     ProviderStatus,
     WebhookRejected,
 )
-from generations.providers.fal import FalProvider, detail_message
+from generations.providers.fal.adapter import FalProvider
+from generations.providers.fal.errors import detail_message
 from tests.fakes.fal import (
     FalFakeServer,
     make_image,
@@ -527,9 +528,9 @@ def test_a_forger_cannot_use_up_the_refetch_a_webhook_signed_with_a_rotated_key_
 
 def test_refetches_from_many_addresses_stop_at_the_ceiling(fal: FakeServer, provider: FalProvider,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from generations.providers import fal as fal_adapter
+    from generations.providers.fal import webhook as fal_webhook
 
-    monkeypatch.setattr(fal_adapter, "JWKS_REFRESH_MAX_PER_WINDOW", 2)
+    monkeypatch.setattr(fal_webhook, "JWKS_REFRESH_MAX_PER_WINDOW", 2)
     body = webhook_delivery(fal, "req-1", payload={"images": []})
     for n in range(4):
         forged = sign_webhook(fal, body, request_id="req-1", key=Ed25519PrivateKey.generate())

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from generations.providers.base import AssetInput, CatalogModel, ProviderError, ProviderJob, ProviderStatus
-from generations.providers.google import GoogleProvider
+from generations.providers.google.adapter import GoogleProvider
 from tests.fakes.google import FAKE_PROJECT, MP4_BYTES, GoogleFakeHandler, png_bytes
 from tests.fakes.server import FakeServer, LocalCA
 

@@ -1,8 +1,10 @@
 """The offline `local` provider: work done inside the Celery worker process, with no network and no key.
 
 Each submitted job runs on its own daemon thread; `poll` and `cancel` talk to it through a
-process-global registry keyed by request id. That registry lives only as long as the worker process,
-so a poll for an id it does not know means the worker restarted and the job must be run again.
+process-global registry keyed by request id (generations.providers.jobs, shared with the synchronous
+adapters). That registry lives only as long as the worker process, so a poll for an id it does not know
+means the worker restarted and the job must be run again. Cancel is cooperative: the engines check the
+cancel event between steps.
 
 Work functions live in sibling modules (sketch, upscale, background). Each exposes
 `validate(inputs) -> dict` (normalised parameters, raising ProviderError "invalid_input") and
@@ -14,10 +16,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from importlib import import_module
 from types import ModuleType
 from typing import Any
@@ -25,17 +25,17 @@ from typing import Any
 from generations.providers.base import (
     AssetInput,
     CatalogModel,
-    Output,
     ProviderError,
     ProviderJob,
     ProviderStatus,
-    State,
 )
+from generations.providers.jobs import ThreadJob, ThreadJobRegistry, Work
 
 logger = logging.getLogger(__name__)
 
 Report = Callable[[int, str | None], None]
-"""`report(progress, log_line)`: progress 0-100 (never goes backwards), an optional line for the log."""
+"""`report(progress, log_line)`: progress 0-100 (never goes backwards), an optional line for the log
+(`ThreadJob.report`)."""
 
 # provider_model -> module holding validate()/run(); imported on first use so a worker that only runs
 # sketches never pays for pyvips or mediapipe.
@@ -44,11 +44,6 @@ WORK_MODULES: dict[str, str] = {
     "upscale": "generations.providers.local.upscale",
     "remove-background": "generations.providers.local.background",
 }
-
-# A finished job is normally dropped when its terminal status is polled. The runner stops polling after
-# it cancels a job or gives up on a timeout, and a runner can die between polls; this bounds what such
-# orphans hold (canceled jobs keep no outputs, so it is mostly about crashed pollers).
-FINISHED_JOB_TTL_SECONDS = 600.0
 
 LOST_MESSAGE = "local job is not running in this worker; it will be retried"
 
@@ -135,27 +130,8 @@ def asset_param(inputs: Mapping[str, Any], name: str) -> AssetInput:
     return value
 
 
-@dataclass
-class _Job:
-    request_id: str
-    model_id: str
-    cancel: threading.Event = field(default_factory=threading.Event)
-    state: State = "queued"
-    progress: int = 0
-    logs: list[str] = field(default_factory=list)
-    outputs: list[Output] = field(default_factory=list)
-    error_code: str = ""
-    error_message: str = ""
-    retryable: bool = False
-    finished_at: float | None = None
-
-    @property
-    def terminal(self) -> bool:
-        return self.state in ("succeeded", "failed", "canceled")
-
-
-_jobs: dict[str, _Job] = {}
-_lock = threading.Lock()
+# Process-global: a job belongs to the worker process that runs it (the module docstring says why).
+_jobs = ThreadJobRegistry("local", lost_message=LOST_MESSAGE, cooperative_cancel=True)
 
 
 def _work_module(provider_model: str) -> ModuleType:
@@ -167,60 +143,28 @@ def _work_module(provider_model: str) -> ModuleType:
     return import_module(dotted)
 
 
-def _forget_stale_jobs(now: float) -> None:
-    """Drop finished jobs nobody polled for a long time. Caller holds the lock."""
-    stale = [rid for rid, job in _jobs.items()
-             if job.finished_at is not None and now - job.finished_at > FINISHED_JOB_TTL_SECONDS]
-    for rid in stale:
-        del _jobs[rid]
+def _work(model_id: str, module: ModuleType, inputs: dict[str, Any]) -> Work:
+    """The job's thread: the engine's run(), its end as a terminal status."""
 
+    def work(job: ThreadJob) -> ProviderStatus:
+        try:
+            check_canceled(job.cancel)
+            outputs = module.run(inputs, job.report, job.cancel)
+        except JobCanceled:
+            return ProviderStatus(state="canceled")
+        except MemoryError:
+            return ProviderStatus(state="failed", error_code="out_of_memory", retryable=False,
+                                  error_message="The worker ran out of memory for this job; try a smaller input.")
+        except ProviderError:
+            raise  # the registry reports it as the job's failure
+        except Exception as exc:  # the thread must always leave a terminal state behind for poll
+            logger.exception("local job %s (%s) crashed", job.request_id, model_id)
+            return ProviderStatus(state="failed", error_code="local_error", retryable=False,
+                                  error_message=f"The local {model_id} job failed: {type(exc).__name__}: {exc}")
+        return ProviderStatus(state="succeeded", progress=100, outputs=list(outputs),
+                              usage={"images": len(outputs)})
 
-def _make_reporter(job: _Job) -> Report:
-    def report(progress: int, log: str | None = None) -> None:
-        with _lock:
-            # Progress shown in the UI should never jump backwards, whatever a work function says.
-            job.progress = max(job.progress, min(100, max(0, int(progress))))
-            if log:
-                job.logs.append(log)
-    return report
-
-
-def _finish(job: _Job, state: State, *, outputs: list[Output] | None = None, error_code: str = "",
-            error_message: str = "", retryable: bool = False) -> None:
-    with _lock:
-        # A cancel that arrived while the work was finishing wins: cancel() already told the caller
-        # True, so reporting "succeeded" afterwards would contradict it.
-        if job.cancel.is_set() and state != "failed":
-            state, outputs = "canceled", []
-        job.state = state
-        job.outputs = outputs or []
-        job.error_code = error_code
-        job.error_message = error_message
-        job.retryable = retryable
-        if state == "succeeded":
-            job.progress = 100
-        job.finished_at = time.monotonic()
-
-
-def _run_job(job: _Job, module: ModuleType, inputs: dict[str, Any]) -> None:
-    with _lock:
-        job.state = "running"
-    try:
-        check_canceled(job.cancel)
-        outputs = module.run(inputs, _make_reporter(job), job.cancel)
-    except JobCanceled:
-        _finish(job, "canceled")
-    except ProviderError as exc:
-        _finish(job, "failed", error_code=exc.code, error_message=exc.message, retryable=exc.retryable)
-    except MemoryError:
-        _finish(job, "failed", error_code="out_of_memory", retryable=False,
-                error_message="The worker ran out of memory for this job; try a smaller input.")
-    except Exception as exc:  # the thread must always leave a terminal state behind for poll
-        logger.exception("local job %s (%s) crashed", job.request_id, job.model_id)
-        _finish(job, "failed", error_code="local_error", retryable=False,
-                error_message=f"The local {job.model_id} job failed: {type(exc).__name__}: {exc}")
-    else:
-        _finish(job, "succeeded", outputs=outputs)
+    return work
 
 
 class LocalProvider:
@@ -231,49 +175,24 @@ class LocalProvider:
         module = _work_module(model.provider_model)
         # Validate before starting a thread so bad input fails the submit, not a later poll.
         module.validate(inputs)
-        job = _Job(request_id=uuid.uuid4().hex, model_id=model.id)
-        thread = threading.Thread(target=_run_job, args=(job, module, dict(inputs)),
-                                  name=f"local-{model.provider_model}-{job.request_id[:8]}", daemon=True)
-        with _lock:
-            _forget_stale_jobs(time.monotonic())
-            _jobs[job.request_id] = job
-        thread.start()
-        return ProviderJob(provider=self.name, request_id=job.request_id, data={"model": model.id})
+        request_id = uuid.uuid4().hex
+        _jobs.start(_work(model.id, module, dict(inputs)), label=f"local {model.id} job", request_id=request_id,
+                    thread_name=f"local-{model.provider_model}-{request_id[:8]}", progress=0)
+        return ProviderJob(provider=self.name, request_id=request_id, data={"model": model.id})
 
     def poll(self, job: ProviderJob) -> ProviderStatus:
-        with _lock:
-            record = _jobs.get(job.request_id)
-            if record is None:
-                return ProviderStatus(state="failed", error_code="lost", error_message=LOST_MESSAGE,
-                                      retryable=True)
-            logs, record.logs = record.logs, []
-            if record.terminal:
-                del _jobs[job.request_id]
-            status = ProviderStatus(state=record.state, progress=record.progress, logs=logs,
-                                    error_code=record.error_code, error_message=record.error_message,
-                                    retryable=record.retryable)
-            if record.state == "succeeded":
-                status.outputs = list(record.outputs)
-                status.usage = {"images": len(record.outputs)}
-            return status
+        return _jobs.poll(job.request_id)
 
     def cancel(self, job: ProviderJob) -> bool:
-        with _lock:
-            record = _jobs.get(job.request_id)
-            if record is None or record.terminal:
-                return False
-            record.cancel.set()
-            return True
+        return _jobs.cancel(job.request_id)
 
 
 def running_job_count() -> int:
     """Jobs this worker process still holds (running, or finished but not yet polled)."""
-    with _lock:
-        return len(_jobs)
+    return _jobs.in_flight()
 
 
 __all__ = [
-    "FINISHED_JOB_TTL_SECONDS",
     "LOST_MESSAGE",
     "JobCanceled",
     "LocalProvider",
