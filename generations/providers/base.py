@@ -1,6 +1,6 @@
 """The contract every provider adapter implements.
 
-The runner (generations.services.generation_run) calls `submit` once, then `poll` until the status is
+The runner (generations.runner) calls `submit` once, then `poll` until the status is
 terminal, writing progress, queue position and log lines into the Generation as they arrive, and
 `cancel` when the user asks. Provider calls happen outside database transactions.
 
@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, Protocol, runtime_checkable
+
+from django.core.files.storage import default_storage
 
 State = Literal["queued", "running", "succeeded", "failed", "canceled"]
 
@@ -60,8 +62,6 @@ class AssetInput:
     url: str = ""
 
     def read(self) -> bytes:
-        from django.core.files.storage import default_storage
-
         with default_storage.open(self.storage_name, "rb") as fh:
             return fh.read()
 

@@ -1,7 +1,10 @@
 """Replicate, through the official `replicate` SDK (1.0.7).
 
-Wire protocol and SDK behaviour: ../shared/reference/provider-protocols.md §2, corrected where the
-installed SDK disagrees in docs/providers/replicate.md.
+Over 400 lines as one module: its client, errors, inputs, outputs and status are each small and used
+only by this adapter; it becomes a package like fal's when one of them grows.
+
+Wire protocol and SDK behaviour: the summary in docs/providers/replicate.md ("The wire protocol"),
+corrected there where the installed SDK disagrees.
 
 - Official models (flux, minimax, ...) are created by name, `POST /v1/models/{owner}/{name}/predictions`;
   community models by version, `POST /v1/predictions` with the catalog's `config.version`.
@@ -73,7 +76,7 @@ TIMEOUT = httpx.Timeout(30.0, connect=5.0, pool=10.0)
 
 # The SDK's RetryTransport retries GETs 10 times and sleeps for any Retry-After it is given, uncapped.
 # Our pipeline already retries transient failures with backoff and an attempt cap
-# (generations.services._requeue), so the SDK may retry a poll once, briefly, and no more. Creates
+# (the runner's requeue), so the SDK may retry a poll once, briefly, and no more. Creates
 # (POST) are never retried by the SDK, and must not be: a retried create is a second paid prediction.
 SDK_MAX_ATTEMPTS = 2
 SDK_MAX_RETRY_WAIT = 2.0

@@ -94,8 +94,8 @@ def _split_rgb_alpha(image: pyvips.Image) -> tuple[pyvips.Image, pyvips.Image | 
 
 def segment(rgb: np.ndarray, model: str) -> np.ndarray:
     """Person probability, float32 HxW in 0..1, for an HxWx3 uint8 RGB array."""
-    # Imported here: mediapipe takes seconds to import and most workers never remove a background.
-    from mediapipe.python.solutions import selfie_segmentation
+    # mediapipe takes seconds to import and most workers never remove a background.
+    from mediapipe.python.solutions import selfie_segmentation  # heavy optional import: see above
 
     with selfie_segmentation.SelfieSegmentation(model_selection=MODELS[model]) as segmenter:
         result = segmenter.process(np.ascontiguousarray(rgb))
@@ -109,7 +109,7 @@ def person_score(rgb: np.ndarray, mask: np.ndarray, threshold: float) -> float:
     """The best score of a face the detector finds inside the person mask (0.0 when there is none).
     `mask` is `segment`'s, the same size as `rgb`; a face box counts when at least FACE_MIN_OVERLAP of
     it is kept at the job's threshold."""
-    from mediapipe.python.solutions import face_detection
+    from mediapipe.python.solutions import face_detection  # heavy optional import, as in segment()
 
     height, width = mask.shape
     kept = mask >= threshold if threshold > 0 else np.ones_like(mask, dtype=bool)
@@ -133,7 +133,7 @@ def person_score(rgb: np.ndarray, mask: np.ndarray, threshold: float) -> float:
 
 def alpha_from_mask(mask: np.ndarray, size: tuple[int, int], threshold: float, feather: int) -> np.ndarray:
     """Scale a probability mask to `size` (width, height), cut it at `threshold`, soften the edge."""
-    import cv2
+    import cv2  # heavy optional import (OpenCV, through mediapipe): only this engine uses it
 
     width, height = size
     # uint8 from here on: a float mask at 64 megapixels would be a quarter of a gigabyte.

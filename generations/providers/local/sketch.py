@@ -1,5 +1,7 @@
 """Offline sketch: a procedural picture drawn from the prompt's words and the seed. Not AI.
 
+Over 400 lines because it is one engine: the three styles share the palette, motif and pass code.
+
 Everything is derived from a SHA-256 of the parameters, fed to `random.Random`, so the same prompt,
 seed and settings give byte-identical PNGs (on any worker with the same numpy and Pillow). The prompt
 steers the picture in two ways: a few colour and mood words ("ocean", "sunset", "night", "pastel")
