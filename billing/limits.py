@@ -34,7 +34,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.cache import caches
@@ -51,6 +51,11 @@ from rest_framework.throttling import BaseThrottle
 
 from billing.models import Plan, UserPlan
 from core.errors import ServiceError
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser
+
+    from accounts.models import User
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ API_ACTION_LIMITS = {
 
 # --- plans -------------------------------------------------------------------------------------------
 
-def plan_for_user(user: Any) -> Plan:
+def plan_for_user(user: User | AnonymousUser) -> Plan:
     """The user's assigned plan, else the default one, in one query. With no default plan configured
     the model's defaults apply (an unsaved Plan), at the platform's credit rate."""
     if getattr(user, "pk", None) is not None:
@@ -103,7 +108,7 @@ def plan_rate(plan: Plan, group: str) -> str:
 
 
 @transaction.atomic
-def plan_assign(*, user: Any, plan: Plan) -> UserPlan:
+def plan_assign(*, user: User, plan: Plan) -> UserPlan:
     """Put `user` on `plan`; their next request is priced and limited by it."""
     assignment, _ = UserPlan.objects.update_or_create(user=user, defaults={"plan": plan})
     return assignment
@@ -143,7 +148,7 @@ def _in_words(seconds: int) -> str:
 RateSpec = str | Callable[[str, Any], str]
 
 
-def rate_limit_check(*, request: Any = None, user: Any, group: str, rate: RateSpec | None = None,
+def rate_limit_check(*, request: Any = None, user: User, group: str, rate: RateSpec | None = None,
                      plan: Plan | None = None, count_refused: bool = True) -> None:
     """Count one `group` action by `user` and raise RateLimited if that goes over the limit.
 
@@ -182,7 +187,7 @@ class _Counter:
     """The cache entry behind one of get_usage's counters, for what get_usage does not do: keep its
     expiry at the window's end, and give a count back."""
 
-    user: Any
+    user: User
     group: str
     period: int
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from allauth.account.models import EmailAddress
 from django.conf import settings
@@ -27,6 +27,9 @@ from billing.limits import plan_for_user
 from billing.models import AccountKind, CheckoutSession, CheckoutStatus, LedgerAccount, Referral, ReferralCode
 from billing.services import _lock_wallet, _post, system_account
 from core.errors import Conflict, InvalidRequest
+
+if TYPE_CHECKING:
+    from accounts.models import User
 
 # No 0/O, 1/I/L: codes are read aloud and typed from screenshots.
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -47,7 +50,7 @@ def _normalise(code: str) -> str:
     return code.strip().upper().replace("-", "").replace(" ", "")
 
 
-def referral_code_get_or_create(*, user: Any) -> ReferralCode:
+def referral_code_get_or_create(*, user: User) -> ReferralCode:
     """The user's code, made on first use."""
     existing = ReferralCode.objects.filter(user=user).first()
     if existing is not None:
@@ -67,7 +70,7 @@ def referral_code_get_or_create(*, user: Any) -> ReferralCode:
 
 
 @transaction.atomic
-def referral_redeem(*, user: Any, code: str) -> Referral:
+def referral_redeem(*, user: User, code: str) -> Referral:
     """Redeem `code` for `user`: both get the bonus. Redeeming the same code again returns the first
     redemption and posts nothing; a user redeems at most one code, never their own, only while their
     account is new and verified, within the referrer's cap, and never one that closes a cycle of
@@ -116,7 +119,7 @@ def referral_redeem(*, user: Any, code: str) -> Referral:
     return referral
 
 
-def _check_newcomer(user: Any) -> None:
+def _check_newcomer(user: User) -> None:
     """Refuse accounts that are not new (see the module docstring) or whose email is not verified."""
     from generations.models import Generation
 

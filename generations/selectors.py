@@ -1,13 +1,19 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING
 
 from django.db.models import Case, Func, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, When
 from django.http import Http404
 
 from core.lookups import by_id_or_404
 from generations.models import ACTIVE_STATUSES, AIModel, Generation, PriceCard, Status
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser
+
+    from accounts.models import User
+    from projects.models import Project
 
 
 def model_list(*, operation: str | None = None, include_inactive: bool = False) -> QuerySet[AIModel]:
@@ -26,7 +32,7 @@ def model_get(model_id: str) -> AIModel:
     return model
 
 
-def generation_list_for_user(user: Any) -> QuerySet[Generation]:
+def generation_list_for_user(user: User | AnonymousUser) -> QuerySet[Generation]:
     """Generations the user may see: today, the ones in projects they own (see project_get_for_user)."""
     if not getattr(user, "is_authenticated", False):
         return Generation.objects.none()
@@ -47,22 +53,22 @@ def with_queue_place(qs: QuerySet[Generation]) -> QuerySet[Generation]:
                                          default=None, output_field=IntegerField()))
 
 
-def generation_page_for_user(user: Any) -> QuerySet[Generation]:
+def generation_page_for_user(user: User | AnonymousUser) -> QuerySet[Generation]:
     """The API's job list: what a page of jobs shows, in a fixed number of queries."""
     return with_queue_place(generation_list_for_user(user).select_related("model").prefetch_related("outputs"))
 
 
-def generation_get_for_user(user: Any, generation_id: uuid.UUID | str) -> Generation:
+def generation_get_for_user(user: User | AnonymousUser, generation_id: uuid.UUID | str) -> Generation:
     return by_id_or_404(with_queue_place(generation_list_for_user(user))
                         .select_related("model", "project", "price_card").prefetch_related("outputs"),
                         generation_id, "No such generation.")
 
 
-def generation_active_exists(*, project: Any) -> bool:
+def generation_active_exists(*, project: Project) -> bool:
     return Generation.objects.filter(project=project, status__in=ACTIVE_STATUSES).exists()
 
 
-def generation_recent_for_project(user: Any, project: Any, *, limit: int) -> list[Generation]:
+def generation_recent_for_project(user: User, project: Project, *, limit: int) -> list[Generation]:
     """The project's newest `limit` jobs, plus every still-active one however old it is, so a job list
     that polls while jobs run never loses sight of one. Active first, then newest."""
     base = with_queue_place(generation_list_for_user(user).filter(project=project)

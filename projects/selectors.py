@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
@@ -12,8 +12,13 @@ from django.http import Http404
 from core.lookups import by_id_or_404
 from projects.models import Project
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser
 
-def project_list_for_user(user: Any, *, include_archived: bool = True) -> QuerySet[Project]:
+    from accounts.models import User
+
+
+def project_list_for_user(user: User | AnonymousUser, *, include_archived: bool = True) -> QuerySet[Project]:
     if not getattr(user, "is_authenticated", False):
         return Project.objects.none()
     qs = Project.objects.filter(owner=user)
@@ -22,7 +27,7 @@ def project_list_for_user(user: Any, *, include_archived: bool = True) -> QueryS
     return qs
 
 
-def project_get_for_user(user: Any, project_id: uuid.UUID | str, *, write: bool = False) -> Project:
+def project_get_for_user(user: User | AnonymousUser, project_id: uuid.UUID | str, *, write: bool = False) -> Project:
     """The project if `user` may see it (or change it, with write=True); otherwise 404, never 403,
     so an outsider cannot tell another user's project exists. Today only the owner has access, so
     `write` grants nothing more; members and roles will widen this one function, not its callers."""
@@ -33,7 +38,7 @@ class AmbiguousProject(Exception):
     """A project reference that matches more than one of the user's projects; the message lists them."""
 
 
-def project_get_by_ref_for_user(user: Any, ref: str) -> Project:
+def project_get_by_ref_for_user(user: User, ref: str) -> Project:
     """The project a person names on a command line: its id, or its name (exact, else any case). A
     UUID-shaped ref is tried as an id first. Several matches (names differing only in case, or a name
     that is also another project's id) raise AmbiguousProject listing each name and id; none is a 404,
@@ -59,7 +64,7 @@ def _count_per_project(qs: QuerySet[Any]) -> Coalesce:
                              .annotate(n=Count("pk")).values("n")[:1], output_field=IntegerField()), Value(0))
 
 
-def project_list_with_stats_for_user(user: Any) -> QuerySet[Project]:
+def project_list_with_stats_for_user(user: User) -> QuerySet[Project]:
     """The user's projects with asset and job counts, the newest image's id (`cover_id`) and that
     image's small WebP thumbnail once made (`cover_thumb`, the stored name, else ""), in one query:
     correlated subqueries rather than joins, so counting assets does not multiply rows by jobs."""

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
 
 from core.errors import Conflict, InvalidRequest
 from projects.models import DESCRIPTION_MAX, NAME_MAX, Project
+
+if TYPE_CHECKING:
+    from accounts.models import User
 
 
 def _clean_tags(tags: list[Any] | None) -> list[str]:
@@ -48,7 +51,7 @@ def _clean_description(description: Any) -> str:
 
 
 @transaction.atomic
-def project_create(*, owner: Any, name: str, description: str = "", tags: list[str] | None = None) -> Project:
+def project_create(*, owner: User, name: str, description: str = "", tags: list[str] | None = None) -> Project:
     name = _clean_name(name)
     description = _clean_description(description)
     try:

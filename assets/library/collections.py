@@ -16,7 +16,7 @@ Positions in the API and on the page are the index among the *visible* items (0 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, UUIDField, Value
@@ -29,6 +29,12 @@ from assets.models import Asset, Collection, CollectionItem
 from core.errors import Conflict, InvalidRequest
 from core.lookups import by_id_or_404, id_list_clean
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser
+
+    from accounts.models import User
+    from projects.models import Project
+
 MAX_ITEMS = 1000  # per collection: the item list is returned whole, so it stays bounded
 MAX_NAME = 120
 MAX_DESCRIPTION = 2000
@@ -37,13 +43,13 @@ UNSET: Any = object()
 
 # --- selectors -------------------------------------------------------------------------------------------
 
-def collection_list_for_user(user: Any) -> QuerySet[Collection]:
+def collection_list_for_user(user: User | AnonymousUser) -> QuerySet[Collection]:
     if not getattr(user, "is_authenticated", False):
         return Collection.objects.none()
     return Collection.objects.filter(owner=user)
 
 
-def collection_list_with_stats_for_user(user: Any) -> QuerySet[Collection]:
+def collection_list_with_stats_for_user(user: User) -> QuerySet[Collection]:
     """The user's collections, most recently changed first, each with `item_count` (visible items),
     `cover_id` (the first visible image) and `cover_thumb` (its small WebP thumbnail once made, else
     ""), as correlated subqueries: one query for the list."""
@@ -57,7 +63,7 @@ def collection_list_with_stats_for_user(user: Any) -> QuerySet[Collection]:
     ).order_by("-updated_at", "-id")
 
 
-def collection_get_for_user(user: Any, collection_id: Any) -> Collection:
+def collection_get_for_user(user: User | AnonymousUser, collection_id: Any) -> Collection:
     return by_id_or_404(collection_list_for_user(user).select_related("project"), collection_id, "No such collection.")
 
 
@@ -78,7 +84,7 @@ def collection_assets(collection: Collection) -> list[Asset]:
     return assets
 
 
-def collections_containing(user: Any, asset: Asset) -> QuerySet[Collection]:
+def collections_containing(user: User, asset: Asset) -> QuerySet[Collection]:
     return collection_list_for_user(user).filter(items__asset=asset).order_by("name")
 
 
@@ -101,7 +107,7 @@ def _clean_description(description: Any) -> str:
     return description.strip()
 
 
-def _project_or_none(user: Any, project_id: Any) -> Any:
+def _project_or_none(user: User, project_id: Any) -> Project | None:
     if project_id in (None, ""):
         return None
     from projects.selectors import project_get_for_user
@@ -110,12 +116,12 @@ def _project_or_none(user: Any, project_id: Any) -> Any:
 
 
 @transaction.atomic
-def collection_create(*, user: Any, name: Any, description: Any = "", project_id: Any = None) -> Collection:
+def collection_create(*, user: User, name: Any, description: Any = "", project_id: Any = None) -> Collection:
     return Collection.objects.create(owner=user, name=_clean_name(name), description=_clean_description(description),
                                      project=_project_or_none(user, project_id))
 
 
-def _locked(user: Any, collection_id: Any) -> Collection:
+def _locked(user: User, collection_id: Any) -> Collection:
     """The collection, its row locked until the transaction ends: every write to its items takes
     this lock first, so concurrent writes to one collection are serialised."""
     return by_id_or_404(collection_list_for_user(user).select_for_update(of=("self",)).select_related("project"),
@@ -128,7 +134,7 @@ def _touch(collection: Collection) -> None:
 
 
 @transaction.atomic
-def collection_update(*, user: Any, collection_id: Any, name: Any = UNSET, description: Any = UNSET,
+def collection_update(*, user: User, collection_id: Any, name: Any = UNSET, description: Any = UNSET,
                       project_id: Any = UNSET) -> Collection:
     collection = _locked(user, collection_id)
     if name is not UNSET:
@@ -143,7 +149,7 @@ def collection_update(*, user: Any, collection_id: Any, name: Any = UNSET, descr
 
 
 @transaction.atomic
-def collection_delete(*, user: Any, collection_id: Any) -> None:
+def collection_delete(*, user: User, collection_id: Any) -> None:
     """Deletes the collection and its share links; the assets stay where they are."""
     _locked(user, collection_id).delete()
 
@@ -181,7 +187,7 @@ def _visible_index(position: Any, size: int, *, field: str = "position") -> int:
 
 
 @transaction.atomic
-def collection_items_add(*, user: Any, collection_id: Any, asset_ids: Any, position: Any = None) -> int:
+def collection_items_add(*, user: User, collection_id: Any, asset_ids: Any, position: Any = None) -> int:
     """Add the user's assets (not in the trash) at the end, or from `position` on. Assets already in
     the collection stay where they are. All or nothing: an id the user cannot see is a 404. Returns
     how many were added."""
@@ -217,7 +223,7 @@ def collection_items_add(*, user: Any, collection_id: Any, asset_ids: Any, posit
 
 
 @transaction.atomic
-def collection_items_remove(*, user: Any, collection_id: Any, asset_ids: Any) -> int:
+def collection_items_remove(*, user: User, collection_id: Any, asset_ids: Any) -> int:
     """Take assets out of the collection (the assets themselves stay). Ids not in it are ignored.
     Returns how many were removed."""
     collection = _locked(user, collection_id)
@@ -230,7 +236,7 @@ def collection_items_remove(*, user: Any, collection_id: Any, asset_ids: Any) ->
 
 
 @transaction.atomic
-def collection_reorder(*, user: Any, collection_id: Any, asset_ids: Any) -> list[uuid.UUID]:
+def collection_reorder(*, user: User, collection_id: Any, asset_ids: Any) -> list[uuid.UUID]:
     """Put the visible items in this order. `asset_ids` names each visible item exactly once; a list
     that does not match (an item added or removed meanwhile) is a 409 and changes nothing."""
     collection = _locked(user, collection_id)
@@ -249,7 +255,7 @@ def collection_reorder(*, user: Any, collection_id: Any, asset_ids: Any) -> list
 
 
 @transaction.atomic
-def collection_item_move(*, user: Any, collection_id: Any, asset_id: Any, position: Any) -> int:
+def collection_item_move(*, user: User, collection_id: Any, asset_id: Any, position: Any) -> int:
     """Move one item to `position` among the visible items (past the end means last). Returns the
     position it ended at."""
     collection = _locked(user, collection_id)
@@ -268,7 +274,7 @@ def collection_item_move(*, user: Any, collection_id: Any, asset_id: Any, positi
     return at
 
 
-def collection_options_for_asset(user: Any, asset: Asset) -> list[dict[str, Any]]:
+def collection_options_for_asset(user: User, asset: Asset) -> list[dict[str, Any]]:
     """For the asset page's "add to collection": each of the user's collections and whether it holds
     the asset already, in one query."""
     rows = collection_list_for_user(user).annotate(

@@ -21,10 +21,13 @@ scan is fast enough.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assets.library.selectors import asset_get_for_user, asset_list_for_user
 from assets.models import Asset
+
+if TYPE_CHECKING:
+    from accounts.models import User
 
 NEAR_THRESHOLD = 6  # bits of 64
 NEAR_SCAN_LIMIT = 50_000
@@ -52,7 +55,7 @@ def _valid_phash(value: str) -> int | None:
         return None
 
 
-def asset_duplicates(*, user: Any, asset_id: Any, threshold: int = NEAR_THRESHOLD) -> Duplicates:
+def asset_duplicates(*, user: User, asset_id: Any, threshold: int = NEAR_THRESHOLD) -> Duplicates:
     asset = asset_get_for_user(user, asset_id)
     others = asset_list_for_user(user).exclude(pk=asset.pk)
     exact = list(others.filter(sha256=asset.sha256).select_related("project").order_by("-created_at", "-id")[:MAX_SHOWN])

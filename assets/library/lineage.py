@@ -22,13 +22,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Q
 
 from assets.library.selectors import asset_get_for_user, asset_list_for_user
 from assets.models import Asset
 from generations.inputs import asset_fields
+
+if TYPE_CHECKING:
+    from accounts.models import User
 
 MAX_DEPTH = 10
 MAX_NODES = 200
@@ -129,7 +132,7 @@ def _fetch(qs: Any) -> Any:
 
 
 class _Walk:
-    def __init__(self, user: Any, root: Asset) -> None:
+    def __init__(self, user: User, root: Asset) -> None:
         self.user = user
         self.placed: set[Any] = {root.pk}
         self.count = 1
@@ -242,7 +245,7 @@ def _total(nodes: Iterable[LineageNode]) -> Cost:
     return total
 
 
-def asset_lineage(*, user: Any, asset_id: Any) -> Lineage:
+def asset_lineage(*, user: User, asset_id: Any) -> Lineage:
     """The asset's lineage as two trees (parents upwards, children downwards) with costs. 404 if the
     user may not see the asset; only the user's own assets appear in it."""
     asset = asset_get_for_user(user, asset_id)

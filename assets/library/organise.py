@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Count
@@ -25,6 +25,9 @@ from assets.models import Asset, Tag
 from assets.services import asset_file_names, asset_search_text, files_delete_on_commit
 from core.errors import InvalidRequest
 from core.lookups import id_list_clean
+
+if TYPE_CHECKING:
+    from accounts.models import User
 
 TRASH_DAYS = 30
 MAX_TAGS_PER_ASSET = 50
@@ -45,7 +48,7 @@ def tag_name_clean(raw: Any) -> str:
     return name
 
 
-def tags_get_or_create(*, user: Any, names: Iterable[Any]) -> list[Tag]:
+def tags_get_or_create(*, user: User, names: Iterable[Any]) -> list[Tag]:
     """The user's tags by these names (case-insensitive), created as needed, in the order given."""
     tags: dict[str, Tag] = {}
     for raw in names:
@@ -98,7 +101,7 @@ def _clean_name(name: Any, asset: Asset) -> str:
 
 
 @transaction.atomic
-def asset_update(*, user: Any, asset_id: Any, name: Any = UNSET, notes: Any = UNSET, rating: Any = UNSET,
+def asset_update(*, user: User, asset_id: Any, name: Any = UNSET, notes: Any = UNSET, rating: Any = UNSET,
                  favourite: Any = UNSET, tags: Any = UNSET) -> Asset:
     """Change what the user may change on one asset; arguments left out stay as they are. `tags`
     replaces the asset's tags with these names."""
@@ -137,7 +140,7 @@ def _ids(asset_ids: Any) -> list[uuid.UUID]:
     return list(dict.fromkeys(id_list_clean(asset_ids, limit=MAX_BULK)))
 
 
-def _locked(user: Any, asset_ids: Any, *, include_trashed: bool = False) -> list[Asset]:
+def _locked(user: User, asset_ids: Any, *, include_trashed: bool = False) -> list[Asset]:
     ids = _ids(asset_ids)
     assets = list(asset_list_for_user(user, include_trashed=include_trashed).select_for_update().filter(pk__in=ids))
     if len(assets) != len(ids):
@@ -149,7 +152,7 @@ BULK_ACTIONS = ("move", "tag", "untag", "favourite", "unfavourite", "rate", "tra
 
 
 @transaction.atomic
-def assets_bulk(*, user: Any, asset_ids: Any, action: str, project_id: Any = None, tags: Any = None,
+def assets_bulk(*, user: User, asset_ids: Any, action: str, project_id: Any = None, tags: Any = None,
                 rating: Any = None) -> int:
     """One action on many assets, all or nothing. Returns how many assets it applied to."""
     from projects.selectors import project_get_for_user
@@ -196,11 +199,11 @@ def assets_bulk(*, user: Any, asset_ids: Any, action: str, project_id: Any = Non
     return qs.filter(deleted_at__isnull=False).update(deleted_at=None)  # restore
 
 
-def asset_trash(*, user: Any, asset_id: Any) -> int:
+def asset_trash(*, user: User, asset_id: Any) -> int:
     return assets_bulk(user=user, asset_ids=[asset_id], action="trash")
 
 
-def asset_restore(*, user: Any, asset_id: Any) -> int:
+def asset_restore(*, user: User, asset_id: Any) -> int:
     return assets_bulk(user=user, asset_ids=[asset_id], action="restore")
 
 
@@ -214,7 +217,7 @@ def assets_delete(assets: Iterable[Asset]) -> int:
 
 
 @transaction.atomic
-def asset_delete_forever(*, user: Any, asset_id: Any) -> Asset:
+def asset_delete_forever(*, user: User, asset_id: Any) -> Asset:
     """Delete one asset of the user's trash for good, now; only the trash deletes for good, so an asset
     that is not in it (or not the user's) is a 404."""
     asset = (asset_list_for_user(user, include_trashed=True).filter(deleted_at__isnull=False)
@@ -226,7 +229,7 @@ def asset_delete_forever(*, user: Any, asset_id: Any) -> Asset:
 
 
 @transaction.atomic
-def assets_trash_empty(*, user: Any) -> int:
+def assets_trash_empty(*, user: User) -> int:
     """The user's "empty trash now"."""
     return assets_delete(asset_list_for_user(user, include_trashed=True).filter(deleted_at__isnull=False)
                          .select_for_update())

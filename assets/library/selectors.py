@@ -2,15 +2,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Case, CharField, Count, F, Q, QuerySet, Value, When
 
 from assets.models import Asset, PreviewStatus, Tag
 from core.lookups import by_id_or_404
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser
 
-def asset_list_for_user(user: Any, *, include_trashed: bool = False) -> QuerySet[Asset]:
+    from accounts.models import User
+
+
+def asset_list_for_user(user: User | AnonymousUser, *, include_trashed: bool = False) -> QuerySet[Asset]:
     """Assets the user may see. Access follows the project (today: its owner), matching
     projects.selectors.project_get_for_user. Assets in the trash are left out unless asked for: they
     cannot be picked as inputs, shown in the gallery or exported until restored."""
@@ -28,13 +33,13 @@ def ready_thumb_small(prefix: str = "") -> Case:
                 default=Value(""), output_field=CharField())
 
 
-def asset_get_for_user(user: Any, asset_id: uuid.UUID | str) -> Asset:
+def asset_get_for_user(user: User | AnonymousUser, asset_id: uuid.UUID | str) -> Asset:
     # The trash is included: its page is where the user restores it.
     return by_id_or_404(asset_list_for_user(user, include_trashed=True).select_related("project", "generation__model"),
                         asset_id, "No such asset.")
 
 
-def asset_gallery_for_user(user: Any, params: Mapping[str, Any]) -> Any:
+def asset_gallery_for_user(user: User, params: Mapping[str, Any]) -> Any:
     """One keyset page of the user's gallery (assets.library.gallery.GalleryPage) for these query parameters:
     filters, search, sort, cursor and page size, each checked (InvalidRequest names a bad one; a
     project the user may not see is a 404). Two queries at any depth: the page, and its tags (set as
@@ -62,7 +67,7 @@ def asset_tag_names_attach(assets: list[Asset]) -> None:
         asset.tag_names = names[asset.pk]
 
 
-def tag_list_for_user(user: Any, *, with_counts: bool = False) -> QuerySet[Tag]:
+def tag_list_for_user(user: User | AnonymousUser, *, with_counts: bool = False) -> QuerySet[Tag]:
     """The user's tags by name. `with_counts` annotates `asset_count`, the assets outside the trash
     carrying each tag: a grouped count over the user's tag links, so the API's tag list pays it,
     never the gallery page."""

@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zipstream
 from django.conf import settings
@@ -55,6 +55,9 @@ from assets.storage import CHUNK, content_disposition, open_stored, stored_chunk
 from core.errors import InvalidRequest
 from core.lookups import id_list_clean
 from projects.models import Project
+
+if TYPE_CHECKING:
+    from accounts.models import User
 
 MAX_SELECTION = 10_000
 MAX_MEMBER_NAME_BYTES = 200  # a file name in the archive, in UTF-8
@@ -79,7 +82,7 @@ _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 1
 
 # --- which assets ---------------------------------------------------------------------------------------
 
-def export_selection(*, user: Any, asset_ids: Any) -> list[uuid.UUID]:
+def export_selection(*, user: User, asset_ids: Any) -> list[uuid.UUID]:
     """The user's chosen asset ids, checked: all of them theirs (else 404, whichever is not), none in
     the trash (else a 400 naming how many). Order kept, duplicates dropped."""
     ids = list(dict.fromkeys(id_list_clean(
@@ -99,7 +102,7 @@ def export_selection(*, user: Any, asset_ids: Any) -> list[uuid.UUID]:
     return ids
 
 
-def export_project_ids(*, user: Any, project: Project) -> list[uuid.UUID]:
+def export_project_ids(*, user: User, project: Project) -> list[uuid.UUID]:
     """A project's assets, oldest first, trash left out. `project` comes from project_get_for_user."""
     return list(asset_list_for_user(user).filter(project=project).order_by("created_at", "id")
                 .values_list("pk", flat=True))
@@ -175,7 +178,7 @@ def asset_recipe(asset: Asset, *, path: str | None = None) -> dict[str, Any]:
     }
 
 
-def _load(user: Any, ids: list[uuid.UUID], *, include_trashed: bool = False) -> dict[uuid.UUID, Asset]:
+def _load(user: User, ids: list[uuid.UUID], *, include_trashed: bool = False) -> dict[uuid.UUID, Asset]:
     """One batch, in three queries: assets with project and generation, their tags, their collections.
     Through the access funnel again: an asset deleted or trashed since the check is left out."""
     qs = (asset_list_for_user(user, include_trashed=include_trashed).filter(pk__in=ids).select_related("project", "generation")
@@ -293,7 +296,7 @@ def _batches(ids: list[uuid.UUID], size: int) -> Iterable[list[uuid.UUID]]:
         yield ids[start:start + size]
 
 
-def export_stream(*, user: Any, asset_ids: list[uuid.UUID], embed: bool = False,
+def export_stream(*, user: User, asset_ids: list[uuid.UUID], embed: bool = False,
                   project: Project | None = None) -> Iterator[bytes]:
     """The ZIP's bytes, produced as they are consumed. `asset_ids` were checked by `export_selection`
     or `export_project_ids`; each batch is loaded through the access funnel again when reached."""
@@ -338,7 +341,7 @@ def export_filename(project: Project | None) -> str:
     return safe_member_name(f"{project.name if project is not None else 'studio-export'}-{stamp}.zip")
 
 
-def export_response(*, user: Any, asset_ids: list[uuid.UUID], embed: bool = False,
+def export_response(*, user: User, asset_ids: list[uuid.UUID], embed: bool = False,
                     project: Project | None = None) -> StreamingHttpResponse:
     response = StreamingHttpResponse(export_stream(user=user, asset_ids=asset_ids, embed=embed, project=project),
                                      content_type="application/zip")
@@ -350,7 +353,7 @@ def export_response(*, user: Any, asset_ids: list[uuid.UUID], embed: bool = Fals
     return response
 
 
-def asset_embedded_response(*, user: Any, asset: Asset, inline: bool = False) -> StreamingHttpResponse:
+def asset_embedded_response(*, user: User, asset: Asset, inline: bool = False) -> StreamingHttpResponse:
     """One asset's file with its recipe embedded (single downloads with ?embed=1). `asset` comes from
     asset_get_for_user; it may be in the trash (its page still offers the download)."""
     from assets.storage import protect, safe_mime
@@ -368,7 +371,7 @@ def asset_embedded_response(*, user: Any, asset: Asset, inline: bool = False) ->
 
 # --- short-lived links (for browsers, which cannot save a POST's response to disk from script) ----------
 
-def export_link_create(*, user: Any, asset_ids: list[uuid.UUID], embed: bool) -> tuple[str, datetime]:
+def export_link_create(*, user: User, asset_ids: list[uuid.UUID], embed: bool) -> tuple[str, datetime]:
     """A random token naming this user's checked selection, kept in the cache for EXPORT_LINK_SECONDS.
     The token is the only credential of the GET (a browser navigating to it sends no API token)."""
     token = secrets.token_urlsafe(32)
@@ -378,7 +381,7 @@ def export_link_create(*, user: Any, asset_ids: list[uuid.UUID], embed: bool) ->
     return token, timezone.now() + timedelta(seconds=seconds)
 
 
-def export_link_resolve(token: str) -> tuple[Any, list[uuid.UUID], bool]:
+def export_link_resolve(token: str) -> tuple[User, list[uuid.UUID], bool]:
     """The user, the selection (checked again: assets may have moved to the trash or been deleted
     since) and the embed flag behind a link; 404 when it expired or never existed."""
     from django.contrib.auth import get_user_model

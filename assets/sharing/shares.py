@@ -23,7 +23,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.hashers import check_password, make_password
 from django.db import transaction
@@ -39,6 +39,13 @@ from assets.models import Asset, ShareLink, ShareTarget
 from core.errors import InvalidRequest
 from core.lookups import by_id_or_404
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser
+
+    from accounts.models import User
+    from assets.models import Collection
+    from projects.models import Project
+
 MAX_PASSWORD = 128
 MIN_PASSWORD = 4
 MAX_EXPIRY = timedelta(days=366)
@@ -47,7 +54,7 @@ SESSION_KEY = "share_unlocked"
 
 # --- selectors -------------------------------------------------------------------------------------------
 
-def share_list_for_user(user: Any, *, live: bool = False) -> QuerySet[ShareLink]:
+def share_list_for_user(user: User | AnonymousUser, *, live: bool = False) -> QuerySet[ShareLink]:
     """The user's links, newest first; `live` keeps only those that work now (see share_is_live)."""
     if not getattr(user, "is_authenticated", False):
         return ShareLink.objects.none()
@@ -58,7 +65,7 @@ def share_list_for_user(user: Any, *, live: bool = False) -> QuerySet[ShareLink]
     return qs
 
 
-def share_get_for_user(user: Any, share_id: Any) -> ShareLink:
+def share_get_for_user(user: User | AnonymousUser, share_id: Any) -> ShareLink:
     return by_id_or_404(share_list_for_user(user), share_id, "No such share link.")
 
 
@@ -193,7 +200,7 @@ def _clean_password(password: Any) -> str:
 
 
 @transaction.atomic
-def share_create(*, user: Any, target: Any, target_id: Any, show_prompt: Any = False, password: Any = "",
+def share_create(*, user: User, target: Any, target_id: Any, show_prompt: Any = False, password: Any = "",
                  expires_at: Any = None) -> ShareLink:
     """A new live link to the user's asset, collection or project (404 if they may not see it)."""
     from assets.library.collections import collection_get_for_user
@@ -221,7 +228,7 @@ def share_create(*, user: Any, target: Any, target_id: Any, show_prompt: Any = F
 
 
 @transaction.atomic
-def share_revoke(*, user: Any, share_id: Any) -> ShareLink:
+def share_revoke(*, user: User, share_id: Any) -> ShareLink:
     """Revoke the link at once (idempotent: a second revoke keeps the first time)."""
     share = share_get_for_user(user, share_id)
     ShareLink.objects.filter(pk=share.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
@@ -229,7 +236,8 @@ def share_revoke(*, user: Any, share_id: Any) -> ShareLink:
     return share
 
 
-def shares_for_object(user: Any, *, asset: Any = None, collection: Any = None, project: Any = None) -> list[ShareLink]:
+def shares_for_object(user: User, *, asset: Asset | None = None, collection: Collection | None = None,
+                      project: Project | None = None) -> list[ShareLink]:
     """The user's links to one object, newest first (the asset and collection pages list them)."""
     condition = Q(asset=asset) if asset is not None else Q(collection=collection) if collection is not None \
         else Q(project=project)

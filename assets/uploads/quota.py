@@ -26,7 +26,7 @@ refused until space is freed (the storage endpoint and the account page say so).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -36,6 +36,10 @@ from rest_framework import status
 
 from assets.models import Asset
 from core.errors import ServiceError
+
+if TYPE_CHECKING:
+    from accounts.models import User
+    from billing.models import Plan
 
 MIB = 1024 * 1024
 
@@ -96,18 +100,18 @@ def storage_by_project(*, owner_id: Any) -> dict[Any, dict[str, int]]:
     return {row["project_id"]: {"used": row["used"] or 0, "assets": row["assets"]} for row in rows}
 
 
-def _use(owner: Any, plan: Any) -> StorageUse:
+def _use(owner: User, plan: Plan) -> StorageUse:
     limit = plan.storage_quota_mb * MIB if plan.storage_quota_mb is not None else None
     return StorageUse(used=storage_used(owner_id=owner.pk), limit=limit, plan_code=plan.code, plan_name=plan.name)
 
 
-def storage_use(*, owner: Any) -> StorageUse:
+def storage_use(*, owner: User) -> StorageUse:
     from billing.limits import plan_for_user
 
     return _use(owner, plan_for_user(owner))
 
 
-def quota_check(*, owner: Any, size: int) -> StorageUse:
+def quota_check(*, owner: User, size: int) -> StorageUse:
     """Raise QuotaExceeded if `size` more bytes would take `owner` over their plan's quota. A check
     without a lock: the fast refusal before anything is written."""
     use = storage_use(owner=owner)
@@ -116,7 +120,7 @@ def quota_check(*, owner: Any, size: int) -> StorageUse:
     return use
 
 
-def quota_reserve(*, owner: Any, size: int) -> None:
+def quota_reserve(*, owner: User, size: int) -> None:
     """The same check, under a lock on the owner's row, inside the caller's transaction: the caller
     inserts the asset before committing, so concurrent uploads of one user are counted one after
     another. Locks only when there is a limit."""
@@ -132,7 +136,7 @@ def quota_reserve(*, owner: Any, size: int) -> None:
         raise QuotaExceeded(use=use, size=size)
 
 
-def storage_summary_for_user(user: Any) -> dict[str, Any]:
+def storage_summary_for_user(user: User) -> dict[str, Any]:
     """What the storage endpoint and the account page show: the total, the plan's limit and each of the
     user's projects (largest first), in three queries."""
     from projects.selectors import project_list_for_user

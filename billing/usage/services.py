@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db.models import DecimalField, F, Q, QuerySet, Sum, Value
@@ -22,6 +22,10 @@ from django.utils import timezone
 
 from billing.models import Entry, LedgerAccount, UsageDaily
 from core.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from accounts.models import User
+    from projects.models import Project
 
 GROUPINGS = ("day", "month", "model", "provider", "project")
 DEFAULT_DAYS = 30
@@ -57,7 +61,7 @@ class UsageQuery:
     group_by: str
     date_from: dt.date
     date_to: dt.date
-    project: Any = None  # a Project the user may see, or None for all of the user's usage
+    project: Project | None = None  # a Project the user may see, or None for all of the user's usage
 
     def as_params(self) -> dict[str, str]:
         params = {"group_by": self.group_by, "from": self.date_from.isoformat(), "to": self.date_to.isoformat()}
@@ -73,7 +77,7 @@ def _parse_date(value: str, name: str) -> dt.date:
         raise InvalidRequest(f"{name} must be a date like 2025-03-14.", fields={name: ["Expected YYYY-MM-DD."]})
 
 
-def usage_query_parse(*, user: Any, params: Mapping[str, str], default_group_by: str = "day") -> UsageQuery:
+def usage_query_parse(*, user: User, params: Mapping[str, str], default_group_by: str = "day") -> UsageQuery:
     """Read `group_by`, `from`, `to` and `project` from query parameters, shared by the API, the CSV
     export and the web page. The project comes through the access funnel (404 for one the user may
     not see). Defaults: the last 30 days, by day."""
@@ -95,7 +99,7 @@ def usage_query_parse(*, user: Any, params: Mapping[str, str], default_group_by:
     return UsageQuery(group_by=group_by, date_from=date_from, date_to=date_to, project=project)
 
 
-def _scope(*, user: Any, query: UsageQuery) -> QuerySet[UsageDaily]:
+def _scope(*, user: User, query: UsageQuery) -> QuerySet[UsageDaily]:
     # One user's rows over a range: the (user, day) index. A project's rows: the project foreign key's
     # index, narrowed by day. A project's usage is everyone's usage in it (today only its owner's; when
     # projects get members, their jobs count on the project page too), so that scope is not by user.
@@ -141,7 +145,7 @@ def _as_date(value: Any) -> dt.date:
     return value.date() if isinstance(value, dt.datetime) else value
 
 
-def usage_rows(*, user: Any, query: UsageQuery) -> list[UsageRow]:
+def usage_rows(*, user: User, query: UsageQuery) -> list[UsageRow]:
     """One row per group. Days and months come in order with empty periods filled in (a chart's x axis
     must not skip quiet days); models, providers and projects come by credits spent, largest first."""
     rows = _scope(user=user, query=query).order_by()
@@ -168,7 +172,7 @@ def usage_rows(*, user: Any, query: UsageQuery) -> list[UsageRow]:
     return sorted(result, key=lambda row: (-row.credits, -row.generations, row.label))
 
 
-def usage_totals(*, user: Any, query: UsageQuery) -> UsageRow:
+def usage_totals(*, user: User, query: UsageQuery) -> UsageRow:
     sums = _scope(user=user, query=query).aggregate(**_SUMS)
     return _row("total", "Total", sums)
 
@@ -180,7 +184,7 @@ class ProjectCost:
     provider_cost_usd: Decimal
 
 
-def project_cost_total(project: Any) -> ProjectCost:
+def project_cost_total(project: Project) -> ProjectCost:
     """The project's running cost since it began: one aggregate over its rollup rows (the project
     foreign key's index), so the project page pays one query however many jobs it ran."""
     sums = UsageDaily.objects.filter(project=project).aggregate(
