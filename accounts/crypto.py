@@ -4,7 +4,7 @@ Master keys come from KEY_ENCRYPTION_KEYS ("id:base64-32-bytes,…"); the first 
 stores the id of the key that sealed it, a fresh 96-bit nonce, and the ciphertext. The associated
 data binds a ciphertext to its row's owner and provider, so a sealed key copied onto another user's
 row does not open. In development (DEBUG, no KEY_ENCRYPTION_KEYS) a key is derived from SECRET_KEY
-with HKDF, under the id "dev"; production refuses to start without real keys (config/settings.py).
+with HKDF, under the id "dev"; production refuses to start without real keys (config/settings/production.py).
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def fresh_counters(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
 
 @pytest.fixture
 def throttled(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The throttle as config.settings' REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] installs it. Views
+    """The throttle as config/settings/base.py's REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] installs it. Views
     read that setting when their class is defined, so the test sets the class attribute they inherit."""
     monkeypatch.setattr(APIView, "throttle_classes", [PlanRateThrottle])
 
