@@ -118,6 +118,9 @@ class Asset(models.Model):
     blurhash = models.CharField(max_length=64, blank=True)
     phash = models.CharField(max_length=16, blank=True, help_text="64-bit perceptual hash, hex.")
 
+    # Not a column: the sorted tag names a page's assets carry, set by asset_tag_names_attach in one query.
+    tag_names: list[str]
+
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [

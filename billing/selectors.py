@@ -5,7 +5,7 @@ from django.db.models import Sum
 from billing.models import Entry, Hold, HoldStatus, LedgerAccount
 
 
-def wallet_drift() -> list[dict[str, int]]:
+def wallet_drift() -> list[dict[str, int | None]]:
     """Wallets whose cached balance or held amount disagrees with their entries and open holds."""
     drift = []
     for wallet in LedgerAccount.objects.filter(kind="wallet").iterator():

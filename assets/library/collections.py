@@ -44,7 +44,7 @@ UNSET: Any = object()
 # --- selectors -------------------------------------------------------------------------------------------
 
 def collection_list_for_user(user: User | AnonymousUser) -> QuerySet[Collection]:
-    if not getattr(user, "is_authenticated", False):
+    if not user.is_authenticated:
         return Collection.objects.none()
     return Collection.objects.filter(owner=user)
 

@@ -19,7 +19,7 @@ def asset_list_for_user(user: User | AnonymousUser, *, include_trashed: bool = F
     """Assets the user may see. Access follows the project (today: its owner), matching
     projects.selectors.project_get_for_user. Assets in the trash are left out unless asked for: they
     cannot be picked as inputs, shown in the gallery or exported until restored."""
-    if not getattr(user, "is_authenticated", False):
+    if not user.is_authenticated:
         return Asset.objects.none()
     qs = Asset.objects.filter(owner=user)
     return qs if include_trashed else qs.filter(deleted_at__isnull=True)
@@ -71,7 +71,7 @@ def tag_list_for_user(user: User | AnonymousUser, *, with_counts: bool = False) 
     """The user's tags by name. `with_counts` annotates `asset_count`, the assets outside the trash
     carrying each tag: a grouped count over the user's tag links, so the API's tag list pays it,
     never the gallery page."""
-    if not getattr(user, "is_authenticated", False):
+    if not user.is_authenticated:
         return Tag.objects.none()
     tags = Tag.objects.filter(owner=user).order_by("name")
     if with_counts:

@@ -56,7 +56,7 @@ SESSION_KEY = "share_unlocked"
 
 def share_list_for_user(user: User | AnonymousUser, *, live: bool = False) -> QuerySet[ShareLink]:
     """The user's links, newest first; `live` keeps only those that work now (see share_is_live)."""
-    if not getattr(user, "is_authenticated", False):
+    if not user.is_authenticated:
         return ShareLink.objects.none()
     qs = ShareLink.objects.filter(owner=user).select_related("asset", "collection", "project")
     if live:
