@@ -34,7 +34,7 @@ def model_get(model_id: str) -> AIModel:
 
 def generation_list_for_user(user: User | AnonymousUser) -> QuerySet[Generation]:
     """Generations the user may see: today, the ones in projects they own (see project_get_for_user)."""
-    if not getattr(user, "is_authenticated", False):
+    if not user.is_authenticated:
         return Generation.objects.none()
     return Generation.objects.filter(project__owner=user)
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def project_list_for_user(user: User | AnonymousUser, *, include_archived: bool = True) -> QuerySet[Project]:
-    if not getattr(user, "is_authenticated", False):
+    if not user.is_authenticated:
         return Project.objects.none()
     qs = Project.objects.filter(owner=user)
     if not include_archived:

@@ -155,20 +155,18 @@ def usage_rows(*, user: User, query: UsageQuery) -> list[UsageRow]:
                 else _empty(day.isoformat(), f"{day.day} {day:%b %Y}")
                 for day in _days(query.date_from, query.date_to)]
     if query.group_by == "month":
-        found = {_as_date(r["month"]): r
-                 for r in rows.annotate(month=TruncMonth("day")).values("month").annotate(**_SUMS)}
-        return [_row(m.strftime("%Y-%m"), m.strftime("%b %Y"), found[m]) if m in found
+        months = {_as_date(r["month"]): r
+                  for r in rows.annotate(month=TruncMonth("day")).values("month").annotate(**_SUMS)}
+        return [_row(m.strftime("%Y-%m"), m.strftime("%b %Y"), months[m]) if m in months
                 else _empty(m.strftime("%Y-%m"), m.strftime("%b %Y"))
                 for m in _months(query.date_from, query.date_to)]
     if query.group_by == "model":
-        grouped = rows.values("model").annotate(**_SUMS)
-        result = [_row(r["model"], r["model"], r) for r in grouped]
+        result = [_row(r["model"], r["model"], r) for r in rows.values("model").annotate(**_SUMS)]
     elif query.group_by == "provider":
-        grouped = rows.values("provider").annotate(**_SUMS)
-        result = [_row(r["provider"], r["provider"], r) for r in grouped]
+        result = [_row(r["provider"], r["provider"], r) for r in rows.values("provider").annotate(**_SUMS)]
     else:
-        grouped = rows.values("project_id", "project__name").annotate(**_SUMS)
-        result = [_row(str(r["project_id"] or ""), r["project__name"] or "(deleted project)", r) for r in grouped]
+        result = [_row(str(r["project_id"] or ""), r["project__name"] or "(deleted project)", r)
+                  for r in rows.values("project_id", "project__name").annotate(**_SUMS)]
     return sorted(result, key=lambda row: (-row.credits, -row.generations, row.label))
 
 
@@ -231,7 +229,8 @@ def revenue_by_period(*, period: str, date_from: dt.date, date_to: dt.date) -> l
     end = timezone.make_aware(dt.datetime.combine(date_to + dt.timedelta(days=1), dt.time.min), tz)
     codes = dict(LedgerAccount.objects.filter(code__in=["revenue", "stripe"]).values_list("code", "pk"))
 
-    def entries(code: str) -> QuerySet[Entry]:
+    # Rows of values(), each differently annotated below: their keys are the query's, not Entry's fields.
+    def entries(code: str) -> QuerySet[Any, Any]:
         return (Entry.objects.filter(account_id=codes.get(code, -1), created_at__gte=start, created_at__lt=end)
                 .annotate(p=trunc("created_at", tzinfo=tz)).values("p").order_by())
 
@@ -247,8 +246,8 @@ def revenue_by_period(*, period: str, date_from: dt.date, date_to: dt.date) -> l
     periods = _months(date_from, date_to) if period == "month" else _days(date_from, date_to)
     rows = []
     for p in reversed(periods):
-        use = usage.get(p, {})
-        sold = stripe.get(p, {})
+        use: Mapping[str, Any] = usage.get(p, {})
+        sold: Mapping[str, Any] = stripe.get(p, {})
         rows.append(RevenueRow(
             period=p, label=p.strftime("%b %Y") if period == "month" else p.isoformat(),
             credits_charged=charged.get(p, 0), generations=int(use.get("generations", 0)),
