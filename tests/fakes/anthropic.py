@@ -1,4 +1,4 @@
-"""A loopback fake of the Anthropic Messages API (../shared/reference/provider-protocols.md §5.1).
+"""A loopback fake of the Anthropic Messages API (docs/providers/anthropic.md, "The wire protocol").
 
 Scripting, through `server.state`:
 - `state["keys"]`: accepted API keys (default {"test-key"}).

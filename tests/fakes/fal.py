@@ -1,6 +1,6 @@
 """A loopback fake of fal.ai: the queue (queue.fal.run), storage tokens (rest.fal.ai), the v3 CDN upload
-and file host (v3.fal.media) and the webhook JWKS, all on one FakeServer, speaking the wire protocol in
-../shared/reference/provider-protocols.md §1 as fal-client 1.0.3 expects it.
+and file host (v3.fal.media) and the webhook JWKS, all on one FakeServer, speaking the wire protocol summarised
+in docs/providers/fal.md ("The wire protocol", §1.x) as fal-client 1.0.3 expects it.
 
 Run it over TLS: `with FalFakeServer(ca=LocalCA(...)) as server:` (or `FakeServer(FalFake, ca=...)`
 followed by `fal_fake_setup(server)`). Tests script it through `server.state`:

@@ -1,7 +1,7 @@
 """A fake Google Gen AI backend: the Gemini Developer API and the Vertex AI (express mode) routes that
 google-genai 3.4.0 calls, as captured from the SDK (tests/providers/test_google.py records them).
 
-Routes (paths as the SDK builds them; see ../shared/reference/provider-protocols.md §3):
+Routes (paths as the SDK builds them; see docs/providers/google.md, "The wire protocol" §3.x):
   POST /{v1|v1beta}/models/{model}:generateContent                      Gemini text and image output
   GET  /{v1|v1beta}/models[?pageSize=N], /{v1|v1beta}/models/{model}   models.list / models.get
   POST /v1beta1/publishers/google/models/{model}:predict                 Imagen (Vertex only in 3.4.0)

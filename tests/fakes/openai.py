@@ -1,6 +1,6 @@
 """A loopback fake of the OpenAI API, also serving OpenRouter's OpenAI-compatible routes.
 
-Wire format from ../shared/reference/provider-protocols.md §4 (OpenAI) and §5.2 (OpenRouter), checked
+Wire format from docs/providers/openai.md and docs/providers/openrouter.md ("The wire protocol"), checked
 against the openai 3.54 SDK source. Routes are served under `/v1/...` (OpenAI, base_url
 `<fake>/v1`) and `/api/v1/...` (OpenRouter, base_url `<fake>/api/v1`); the prefix picks the flavour.
 

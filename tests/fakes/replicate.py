@@ -3,7 +3,7 @@ live on (replicate.delivery in real life), served together over TLS by one FakeS
 
 Sources for each behaviour are cited beside it: the HTTP reference (https://replicate.com/docs/reference/http),
 the SDK source (replicate/{client,prediction,model,file,webhook,exceptions}.py), and
-../shared/reference/provider-protocols.md §2 ("ref §2.x").
+docs/providers/replicate.md, "The wire protocol" ("ref §2.x").
 
 Scripting, through `server.state` (see `ReplicateFake.install`):
 

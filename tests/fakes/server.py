@@ -13,6 +13,7 @@ import json
 import socket
 import ssl
 import threading
+from dataclasses import dataclass
 from functools import cached_property
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -129,6 +130,15 @@ class FakeHTTPServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), handler)
         self.requests: list[dict[str, Any]] = []
         self.state: dict[str, Any] = {}  # the fake's own memory (jobs, scripted failures, ...)
+
+
+@dataclass(frozen=True)
+class FakeApi:
+    """Which fake a provider test module runs, and for which provider's settings (tests/providers/conftest.py)."""
+
+    handler: type[BaseHTTPRequestHandler]
+    provider: str  # the key in settings.PROVIDER_BASE_URLS / PROVIDER_KEYS
+    path: str = ""  # appended to the server's URL, e.g. "/v1" where the SDK expects its version there
 
 
 class FakeServer:
