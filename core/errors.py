@@ -20,7 +20,7 @@ from rest_framework.response import Response
 
 class ServiceError(Exception):
     code = "error"
-    http_status = status.HTTP_400_BAD_REQUEST
+    http_status: int = status.HTTP_400_BAD_REQUEST
 
     def __init__(self, message: str, *, code: str | None = None, fields: dict[str, list[str]] | None = None,
                  extra: dict[str, Any] | None = None, http_status: int | None = None) -> None:
@@ -83,10 +83,11 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     from billing.services import InsufficientCredits
 
     if isinstance(exc, ServiceError):
-        response = Response(_payload(exc.code, exc.message, exc.fields, **exc.extra), status=exc.http_status)
-        if getattr(exc, "retry_after", None):  # billing.limits.RateLimited raised by a service
-            response["Retry-After"] = str(exc.retry_after)
-        return response
+        refused = Response(_payload(exc.code, exc.message, exc.fields, **exc.extra), status=exc.http_status)
+        retry_after = getattr(exc, "retry_after", None)  # billing.limits.RateLimited raised by a service
+        if retry_after:
+            refused["Retry-After"] = str(retry_after)
+        return refused
     if isinstance(exc, InsufficientCredits):
         return Response(
             _payload("insufficient_credits", str(exc), balance=exc.balance, held=exc.held,
