@@ -106,7 +106,7 @@ def asset_create(
                     quota_reserve(owner=project.owner, size=size)  # again, under the owner's lock
                 asset.save()
         except BaseException:
-            asset.file.storage.delete(asset.file.name)
+            asset.file.storage.delete(asset.file.name)  # type: ignore[arg-type]  # named by file.save() above
             raise
     finally:
         if cleaned is not None:

@@ -114,6 +114,8 @@ def _lock_open_hold(reference: str) -> tuple[LedgerAccount, Hold] | None:
     hold = Hold.objects.filter(reference=reference).select_related("account").first()
     if hold is None:
         return None
+    # Holds are only ever on wallets, and every wallet belongs to a user (system accounts hold nothing).
+    assert hold.account.user_id is not None
     wallet = _lock_wallet(hold.account.user_id)  # lock order: wallet, then hold
     hold = Hold.objects.select_for_update().get(pk=hold.pk)
     if hold.status != HoldStatus.OPEN:

@@ -65,7 +65,7 @@ def budget_label(budget: Budget, *, project_name: str | None = None) -> str:
     """'the project “Trailer” monthly budget' or 'your monthly budget'."""
     if budget.project_id is None:
         return f"your {budget.period} budget"
-    name = project_name if project_name is not None else budget.project.name
+    name = project_name if project_name is not None else budget.project.name  # type: ignore[union-attr]  # project_id is set
     return f"the project “{name}” {budget.period} budget"
 
 
@@ -375,7 +375,7 @@ def _notify(budget: Budget, *, threshold: int, used: int, period_start: date, pr
         link = settings.SITE_URL + reverse("studio:project", kwargs={"project_id": budget.project_id})
         subject_name = f"project “{project.name}”"
     else:
-        recipient = user_model.objects.get(pk=budget.user_id)
+        recipient = user_model.objects.get(pk=budget.user_id)  # type: ignore[misc]  # no project: the budget is the user's
         label = budget_label(budget)
         link = settings.SITE_URL + reverse("studio:account")
         subject_name = "your monthly budget"
