@@ -1,21 +1,16 @@
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
-import logging
 from typing import IO, Any
 
 from django.core.files import File
-from django.core.files.storage import default_storage
 from django.db import transaction
 
 from assets.models import Asset, AssetSource
 from assets.previews.service import preview_enqueue
 from assets.uploads.inspection import Inspection, inspect_file, iter_chunks
 from projects.models import Project
-
-logger = logging.getLogger(__name__)
 
 
 def _sha256(fh: IO[bytes]) -> str:
@@ -127,104 +122,3 @@ def asset_create_from_bytes(*, project: Project, data: bytes, name: str, **kwarg
     """asset_create for bytes in memory (seed data, tests). The checks follow `source` as in
     asset_create: an upload gets every strict check; pass `strict` to override."""
     return asset_create(project=project, fh=io.BytesIO(data), name=name, size=len(data), **kwargs)
-
-
-def asset_file_names(asset: Asset) -> list[str]:
-    """Every stored file of an asset: the original and its previews."""
-    return [f.name for f in (asset.file, asset.preview, asset.thumb_small, asset.thumb_large) if f and f.name]
-
-
-FILES_DELETED_INLINE = 100  # more than this (a large trash, a whole project) go to the worker in batches
-FILES_DELETE_BATCH = 1000
-
-
-def files_delete(names: list[str], *, storage: Any = None) -> list[str]:
-    """Delete these stored files, each on its own: one that fails (storage down, a permission) is logged
-    and returned, and the rest are still deleted."""
-    storage = storage or default_storage
-    failed = []
-    for name in names:
-        try:
-            storage.delete(name)
-        except Exception:
-            logger.warning("could not delete stored file %s", name, exc_info=True)
-            failed.append(name)
-    return failed
-
-
-def files_delete_on_commit(names: list[str]) -> None:
-    """Delete files once the current transaction (which deletes their rows) commits; a rollback keeps
-    them. A few are deleted there and then; more go to the worker in batches (assets.tasks), so emptying
-    a trash of thousands on S3 never holds the request, and failures are retried."""
-    names = [n for n in names if n]
-    if not names:
-        return
-
-    def run() -> None:
-        if len(names) <= FILES_DELETED_INLINE:
-            files_delete(names)
-            return
-        from assets.tasks import assets_files_delete
-
-        for start in range(0, len(names), FILES_DELETE_BATCH):
-            batch = names[start:start + FILES_DELETE_BATCH]
-            try:
-                assets_files_delete.delay(batch)
-            except Exception:  # the broker is down: delete them here rather than leave them behind
-                logger.warning("could not queue the deletion of %d files; deleting them now", len(batch), exc_info=True)
-                files_delete(batch)
-
-    transaction.on_commit(run, robust=True)
-
-
-def asset_files_delete_for_project(*, project: Project) -> None:
-    """Delete the files of the project's assets once the caller's transaction (which deletes the
-    project) commits. The rows are locked first: an asset moved out of the project meanwhile either
-    left before this read (and keeps its files) or waits, and finds itself deleted with the project."""
-    names = [n for row in project.assets.select_for_update().values_list("file", "preview", "thumb_small",
-                                                                          "thumb_large") for n in row]
-    files_delete_on_commit(names)
-
-
-_PK = "00000000-0000-4000-8000-000000000000"
-
-
-@functools.lru_cache(maxsize=64)
-def _path_template(name: str, urlconf: Any, prefix: str, kwargs: tuple[tuple[str, str], ...]) -> str:
-    from django.urls import reverse
-
-    return reverse(name, urlconf=urlconf, kwargs={"pk": _PK, **dict(kwargs)})
-
-
-def asset_path(name: str, pk: Any, **kwargs: str) -> str:
-    """reverse(name, kwargs={"pk": pk, **kwargs}) for an asset's routes, without resolving the URL again
-    for every asset of a page: the path is reversed once per route with a stand-in id, which is then
-    replaced (a gallery page of 50 builds 150 of these)."""
-    from django.urls import get_script_prefix, get_urlconf
-
-    return _path_template(name, get_urlconf(), get_script_prefix(), tuple(sorted(kwargs.items()))).replace(
-        _PK, str(pk))
-
-
-def absolute_url(request: Any, path: str) -> str:
-    """request.build_absolute_uri(path) for a path starting with "/", with the origin worked out once
-    per request."""
-    if request is None:
-        return path
-    origin = getattr(request, "_studio_origin", None)
-    if origin is None:
-        origin = request._studio_origin = request.build_absolute_uri("/").rstrip("/")
-    return origin + path
-
-
-def asset_download_url(*, asset: Asset, request: Any = None, inline: bool = False) -> str:
-    """A URL the caller can fetch the file from: on S3 a presigned GET (AWS_QUERYSTRING_EXPIRE
-    seconds) whose response carries our Content-Disposition and sniffed Content-Type, else our own
-    download endpoint, which checks access and serves the file as an attachment. `inline` asks for
-    pictures, video and audio to be shown rather than saved (anything else stays an attachment)."""
-    from assets.storage import presigned_url, presigns
-
-    storage = asset.file.storage
-    if presigns(storage):
-        return presigned_url(storage, asset.file.name, filename=asset.name, mime=asset.mime, inline=inline)
-    return absolute_url(request, asset_path("asset-download", asset.pk) + ("?inline=1" if inline else ""))

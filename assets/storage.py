@@ -1,7 +1,7 @@
 """Where asset files live and how they are handed out.
 
 Local files by default; S3 (or any S3-protocol server: MinIO, R2, …) through django-storages when
-`AWS_STORAGE_BUCKET_NAME` is set (config/settings.py). Either way a user's file is never served from
+`AWS_STORAGE_BUCKET_NAME` is set (config/settings/base.py). Either way a user's file is never served from
 our origin as anything a browser would run:
 
 - the type we send is the one the sniffer decided at upload (assets.uploads.inspection), restricted to an
@@ -16,22 +16,35 @@ our origin as anything a browser would run:
 Reading: `open_stored` / `stored_chunks` read a stored file in chunks. On S3 they stream the object's
 body; django-storages' own `S3File` downloads the whole object into a temporary file first, which for
 a 2 GB video in an export would be 2 GB of memory or disk per file.
+
+Deleting: `files_delete_on_commit` deletes the files of rows a transaction removes once it commits, a
+few in the request and more in batches on the worker; `files_delete` deletes each on its own and
+returns the ones that failed.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import filetype
 from django.core.files.storage import default_storage
+from django.db import transaction
 from django.http import HttpResponseBase
 
 from assets.uploads.inspection import ACCEPTED, MESH_EXTENSIONS, TEXT_EXTENSIONS
+from core.dispatch import task_send
+
+if TYPE_CHECKING:
+    from assets.models import Asset
+    from projects.models import Project
+
+logger = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
 OCTET_STREAM = "application/octet-stream"
@@ -130,7 +143,7 @@ def protect(response: HttpResponseBase, *, filename: str, inline: bool = False) 
 # --- S3 -------------------------------------------------------------------------------------------------
 
 def _media_s3_storage_class() -> type:
-    from storages.backends.s3 import S3Storage
+    from storages.backends.s3 import S3Storage  # boto3 on first use: see __getattr__ below
 
     class MediaS3Storage(S3Storage):
         """django-storages' S3 backend, storing each object with the type we sniffed, as an attachment.
@@ -204,8 +217,8 @@ def open_stored(name: str, storage: Any = None) -> Iterator[IO[bytes]]:
     FileNotFoundError if it is not there."""
     storage = default_storage if storage is None else storage
     if is_s3(storage):
-        from botocore.exceptions import ClientError
-        from storages.utils import clean_name
+        from botocore.exceptions import ClientError  # S3 only: boto stays out of every process start (above)
+        from storages.utils import clean_name  # S3 only, as above
 
         key = storage._normalize_name(clean_name(name))
         extra = {k: v for k, v in storage.get_object_parameters(key).items() if k.startswith("SSECustomer")}
@@ -228,3 +241,66 @@ def stored_chunks(name: str, storage: Any = None, chunk_size: int = CHUNK) -> It
     with open_stored(name, storage) as fh:
         while chunk := fh.read(chunk_size):
             yield chunk
+
+
+# --- deleting ---------------------------------------------------------------------------------------------
+
+FILES_DELETED_INLINE = 100  # more than this (a large trash, a whole project) go to the worker in batches
+FILES_DELETE_BATCH = 1000
+FILES_DELETE_TASK = "assets.tasks.assets_files_delete"  # sent by name: assets.tasks imports this module
+
+
+def asset_file_names(asset: Asset) -> list[str]:
+    """Every stored file of an asset: the original and its previews."""
+    return [f.name for f in (asset.file, asset.preview, asset.thumb_small, asset.thumb_large) if f and f.name]
+
+
+def files_delete(names: list[str], *, storage: Any = None) -> list[str]:
+    """Delete these stored files, each on its own: one that fails (storage down, a permission) is logged
+    and returned, and the rest are still deleted."""
+    storage = storage or default_storage
+    failed = []
+    for name in names:
+        try:
+            storage.delete(name)
+        except Exception:
+            logger.warning("could not delete stored file %s", name, exc_info=True)
+            failed.append(name)
+    return failed
+
+
+def files_delete_send(names: list[str]) -> None:
+    """Queue one batch for the worker (assets.tasks.assets_files_delete); raises when the broker is down."""
+    task_send(FILES_DELETE_TASK, args=[names])
+
+
+def files_delete_on_commit(names: list[str]) -> None:
+    """Delete files once the current transaction (which deletes their rows) commits; a rollback keeps
+    them. A few are deleted there and then; more go to the worker in batches (assets.tasks), so emptying
+    a trash of thousands on S3 never holds the request, and failures are retried."""
+    names = [n for n in names if n]
+    if not names:
+        return
+
+    def run() -> None:
+        if len(names) <= FILES_DELETED_INLINE:
+            files_delete(names)
+            return
+        for start in range(0, len(names), FILES_DELETE_BATCH):
+            batch = names[start:start + FILES_DELETE_BATCH]
+            try:
+                files_delete_send(batch)
+            except Exception:  # the broker is down: delete them here rather than leave them behind
+                logger.warning("could not queue the deletion of %d files; deleting them now", len(batch), exc_info=True)
+                files_delete(batch)
+
+    transaction.on_commit(run, robust=True)
+
+
+def asset_files_delete_for_project(*, project: Project) -> None:
+    """Delete the files of the project's assets once the caller's transaction (which deletes the
+    project) commits. The rows are locked first: an asset moved out of the project meanwhile either
+    left before this read (and keeps its files) or waits, and finds itself deleted with the project."""
+    names = [n for row in project.assets.select_for_update().values_list("file", "preview", "thumb_small",
+                                                                          "thumb_large") for n in row]
+    files_delete_on_commit(names)

@@ -9,6 +9,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from assets.previews import service as previews
+from assets.storage import files_delete
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def asset_preview_make(self, asset_id: str, force: bool = False) -> str | None: 
 
 @shared_task
 def assets_purge_trash_task() -> int:
-    """Beat, daily: assets in the trash for 30 days are deleted for good (config.settings CELERY_BEAT_SCHEDULE)."""
+    """Beat, daily: assets in the trash for 30 days are deleted for good (config/settings/base.py CELERY_BEAT_SCHEDULE)."""
     from assets.library.organise import assets_purge_trash
 
     return assets_purge_trash()
@@ -57,10 +58,8 @@ FILES_DELETE_MAX_RETRIES = 6
 
 @shared_task(bind=True, max_retries=FILES_DELETE_MAX_RETRIES)
 def assets_files_delete(self, names: list[str]) -> int:  # type: ignore[no-untyped-def]
-    """Delete stored files whose rows are gone (assets.services.files_delete_on_commit); the ones that
+    """Delete stored files whose rows are gone (assets.storage.files_delete_on_commit); the ones that
     fail are retried with backoff, then logged by name for an operator."""
-    from assets.services import files_delete
-
     failed = files_delete(names)
     if failed:
         if self.request.retries >= self.max_retries:

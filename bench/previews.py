@@ -3,7 +3,7 @@ pyvips code against the same work done with Pillow, in the same run.
 
 One preview is what the worker makes for an uploaded photo: a 1024 px and a 256 px WebP (quality 80,
 Lanczos-3, EXIF orientation applied, no metadata), a blurhash from a 32 px thumbnail and a perceptual
-hash from the 256 px one. The pyvips side is the shipping code, `assets.previews.service.render_image` (libvips'
+hash from the 256 px one. The pyvips side is the shipping code, `assets.previews.renderers.render_image` (libvips'
 thumbnail with shrink-on-load). Pillow does the same steps three ways, to be fair to it:
 
 - **Pillow resize()**: open, decode at full size, `resize(LANCZOS)`;
@@ -179,7 +179,7 @@ def _warm_hashes() -> None:
 def _pyvips_case() -> Callable[[str], None]:
     import pyvips  # noqa: F401 - imported before the baseline, like PIL on the other side
 
-    from assets.previews.service import render_image
+    from assets.previews.renderers import render_image
 
     _warm_hashes()
     return lambda path: (render_image(path, "image/jpeg"), None)[1]
@@ -189,15 +189,15 @@ def _pyvips_forced_shrink_case() -> Callable[[str], None]:
     """Reference only: libvips' thumbnail leaves JPEG shrink-on-load alone unless at least a 2× reduction
     remains after it (4000 → 1024 is 3.9×, so it decodes at full size, for sharpness), just as Pillow's
     thumbnail() does with reducing_gap=2. This row loads at 1/2 scale regardless, like Pillow's draft()."""
-    from assets.previews import service as previews
+    from assets.previews import stills as previews
 
-    pyvips = previews._vips()
+    pyvips = previews.vips()
     _warm_hashes()
 
     def work(path: str) -> None:
         image = pyvips.Image.new_from_file(path, shrink=2, access="sequential", fail_on="error").autorot()
         large = image.thumbnail_image(previews.THUMB_LARGE, height=previews.THUMB_LARGE, size="down")
-        previews._from_still(previews._srgb8(large).copy_memory(), still=None)
+        previews.from_still(previews.srgb8(large).copy_memory(), still=None)
 
     return work
 
@@ -207,7 +207,7 @@ def _pillow_case(how: str) -> Callable[[str], None]:
     import imagehash
     from PIL import Image, ImageOps
 
-    from assets.previews.service import BLURHASH_INPUT, THUMB_LARGE, THUMB_SMALL, WEBP_EFFORT, WEBP_QUALITY
+    from assets.previews.stills import BLURHASH_INPUT, THUMB_LARGE, THUMB_SMALL, WEBP_EFFORT, WEBP_QUALITY
 
     lanczos = Image.Resampling.LANCZOS
     _warm_hashes()
@@ -246,17 +246,17 @@ def _pillow_case(how: str) -> Callable[[str], None]:
 def _floor_case() -> Callable[[str], None]:
     """Only what every way shares: encoding the two WebP files (the same libwebp settings on both sides)
     and the two hashes, from thumbnails made before the clock starts. No decoder can beat this."""
-    from assets.previews import service as previews
+    from assets.previews import stills as previews
 
-    pyvips = previews._vips()
+    pyvips = previews.vips()
     _warm_hashes()
     ready: dict[str, Any] = {}
 
     def work(path: str) -> None:
         if path not in ready:  # the warm-up call for each path is not what is timed: see _run_case
             large = pyvips.Image.thumbnail(path, previews.THUMB_LARGE, height=previews.THUMB_LARGE, size="down")
-            ready[path] = previews._srgb8(large).copy_memory()
-        previews._from_still(ready[path], still=None)
+            ready[path] = previews.srgb8(large).copy_memory()
+        previews.from_still(ready[path], still=None)
 
     work.prepare = lambda paths: [work(p) for p in paths]  # type: ignore[attr-defined]
     return work
@@ -266,9 +266,9 @@ def _decode_floor_case() -> Callable[[str], None]:
     """The least any JPEG decoder must do before it can resize: read the entropy-coded data. At 1/8 scale
     libjpeg-turbo keeps only each block's DC coefficient, yet it still has to Huffman-decode every AC
     coefficient to step over it; that is this row. No thumbnailer, on either side, decodes for less."""
-    from assets.previews import service as previews
+    from assets.previews import stills as previews
 
-    pyvips = previews._vips()
+    pyvips = previews.vips()
 
     def work(path: str) -> None:
         pyvips.Image.jpegload(path, shrink=8, access="sequential", fail_on="error").copy_memory()
@@ -330,7 +330,7 @@ def main() -> None:
     if args.vips_concurrency:
         os.environ["VIPS_CONCURRENCY"] = str(args.vips_concurrency)
     _configure_django()
-    from assets.previews import service as previews
+    from assets.previews import stills as previews
 
     if args.webp_effort is not None:
         previews.WEBP_EFFORT = args.webp_effort  # forked children inherit it, on both sides

@@ -12,7 +12,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
-from assets.api.previews import asset_preview_urls
 from assets.library.gallery import ASPECTS, MAX_PAGE_SIZE, PAGE_SIZE, SORTS
 from assets.library.organise import (
     BULK_ACTIONS,
@@ -24,8 +23,9 @@ from assets.library.organise import (
     assets_bulk,
 )
 from assets.library.selectors import asset_gallery_for_user, asset_get_for_user, tag_list_for_user
+from assets.links import absolute_url, asset_download_url, asset_preview_urls
 from assets.models import Asset, AssetKind, AssetSource
-from assets.services import absolute_url, asset_create, asset_download_url
+from assets.services import asset_create
 from assets.uploads.inspection import RefusedFile
 from core.errors import InvalidRequest
 from core.parsers import StudioJSONParser

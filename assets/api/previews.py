@@ -5,14 +5,13 @@ session, counted against the plan's API rate like any call) and the web app's
 `GET /previews/{id}/{size}` (session only, not rate limited: a gallery page shows fifty at once). Other
 code that has already decided access (a share link's page) can call `preview_response` itself.
 
-A preview's file name carries a digest of its content, so `?v=<version>` URLs from `asset_preview_urls`
+A preview's file name carries a digest of its content, so `?v=<version>` URLs from `assets.links.asset_preview_urls`
 are immutable and cached for a year; an unversioned URL revalidates with its ETag (a 304 costs no file
 read). With S3 as the storage the response is a redirect to a presigned URL instead.
 """
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 
 from django.db.models.fields.files import FieldFile
@@ -24,13 +23,12 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from assets.library.selectors import asset_get_for_user
+from assets.links import SIZES, preview_version
 from assets.models import Asset, PreviewStatus
 from assets.previews.service import content_type_for
-from assets.services import asset_path
 from assets.storage import presigned_url, presigns, protect
 from core.errors import InvalidRequest, ServiceError
 
-SIZES = {"small": "thumb_small", "large": "thumb_large", "preview": "preview"}
 IMMUTABLE = "private, max-age=31536000, immutable"
 REVALIDATE = "private, no-cache"
 
@@ -39,10 +37,6 @@ class PreviewUnavailable(ServiceError):
     """404 with a reason the client can act on: wait (pending), or show the kind's icon (the rest)."""
 
     http_status = 404
-
-
-def preview_version(name: str) -> str:
-    return hashlib.sha256(name.encode()).hexdigest()[:16]
 
 
 def _preview_field(asset: Asset, size: str) -> FieldFile:
@@ -87,23 +81,6 @@ def preview_response(request: HttpRequest, asset: Asset, size: str) -> HttpRespo
     response["ETag"] = etag
     response["Cache-Control"] = cache
     return response
-
-
-def asset_preview_urls(asset: Asset, *, api: bool = False) -> dict[str, str | None]:
-    """Versioned (immutable) URLs of an asset's ready previews by size, None where there is none: for
-    templates (the web route) and serializers (`api=True`)."""
-    urls: dict[str, str | None] = {}
-    for size, name in SIZES.items():
-        field = getattr(asset, name)
-        if asset.preview_status != PreviewStatus.READY or not field.name:
-            urls[size] = None
-            continue
-        if api:
-            path = asset_path("asset-thumbnail", asset.pk) + f"?size={size}&"
-        else:
-            path = asset_path("asset-preview-file", asset.pk, size=size) + "?"
-        urls[size] = f"{path}v={preview_version(field.name)}"
-    return urls
 
 
 class AssetThumbnailView(APIView):

@@ -4,9 +4,6 @@ Only the link's owner reaches these, and only they ever see the token and the UR
 
 from __future__ import annotations
 
-from typing import Any
-
-from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status, viewsets
@@ -14,8 +11,8 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from assets.links import share_url
 from assets.models import ShareLink, ShareTarget
-from assets.services import absolute_url
 from assets.sharing.shares import (
     MAX_PASSWORD,
     share_create,
@@ -26,10 +23,6 @@ from assets.sharing.shares import (
     share_title,
 )
 from core.pagination import CursorPagination
-
-
-def share_url(share: ShareLink, request: Any = None) -> str:
-    return absolute_url(request, reverse("studio:shared", kwargs={"token": share.token}))
 
 
 class ShareSerializer(serializers.ModelSerializer):

@@ -22,7 +22,8 @@ from django.utils import timezone
 
 from assets.library.selectors import asset_list_for_user
 from assets.models import Asset, Tag
-from assets.services import asset_file_names, asset_search_text, files_delete_on_commit
+from assets.services import asset_search_text
+from assets.storage import asset_file_names, files_delete_on_commit
 from core.errors import InvalidRequest
 from core.lookups import id_list_clean
 

@@ -17,13 +17,13 @@ from django.views.decorators.http import require_GET, require_POST
 
 from assets.library.collections import collection_options_for_asset
 from assets.library.duplicates import NEAR_THRESHOLD, Duplicates, asset_duplicates
-from assets.library.lineage import Cost, Lineage, LineageNode, asset_lineage
 from assets.library.organise import MAX_TAGS_PER_ASSET, TRASH_DAYS, asset_update
 from assets.library.selectors import asset_get_for_user
-from assets.services import asset_download_url
+from assets.links import asset_download_url
 from assets.sharing.shares import share_status, shares_for_object
 from core.errors import ServiceError
 from generations.selectors import model_list
+from orchestration.lineage import Cost, Lineage, LineageNode, asset_lineage
 from studio.forms import add_service_errors
 from studio.schema_form import accepts_asset
 from studio.views.collections import decorate

@@ -31,7 +31,7 @@ from assets.library.collections import (
     collection_update,
 )
 from assets.library.selectors import asset_get_for_user
-from assets.services import asset_path
+from assets.links import asset_path, asset_preview_urls
 from assets.sharing.shares import shares_for_object
 from core.errors import ServiceError
 from projects.selectors import project_list_for_user
@@ -52,8 +52,6 @@ class CollectionForm(forms.Form):
 def thumb_url(asset: Any) -> str | None:
     """A small picture of the asset for tiles: its thumbnail once the preview worker made it, an image's
     own file until then, else None (the tile shows the kind's icon)."""
-    from assets.api.previews import asset_preview_urls
-
     small = asset_preview_urls(asset)["small"]
     if small:
         return small

@@ -10,8 +10,7 @@ from typing import Any
 
 from django.urls import reverse
 
-from assets.api.previews import preview_version
-from assets.services import asset_path
+from assets.links import asset_path, preview_version
 
 KIND_ICONS = {"image": "🖼", "video": "🎞", "audio": "🔊", "text": "📄", "mesh": "🧊", "other": "📦"}
 

@@ -26,12 +26,11 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from assets.api.previews import asset_preview_urls
 from assets.library.gallery import ASPECTS, SORTS, blurhash_average
 from assets.library.organise import assets_bulk
 from assets.library.selectors import asset_gallery_for_user, tag_list_for_user
+from assets.links import asset_path, asset_preview_urls
 from assets.models import Asset, AssetKind, AssetSource
-from assets.services import asset_path
 from core.errors import InvalidRequest, ServiceError
 from generations.selectors import model_list
 from projects.models import Project

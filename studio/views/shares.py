@@ -27,7 +27,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_ratelimit.core import is_ratelimited
 
-from assets.api.shares import share_url
+from assets.links import share_url
 from assets.models import Asset, ShareLink, ShareTarget
 from assets.sharing import strip
 from assets.sharing.shares import (

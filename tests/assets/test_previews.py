@@ -21,8 +21,9 @@ from django.core.management import call_command
 from django.test import Client
 from rest_framework.test import APIClient
 
-from assets.api.previews import asset_preview_urls
+from assets.links import asset_preview_urls
 from assets.models import Asset, AssetKind, AssetSource, PreviewStatus
+from assets.previews import renderers
 from assets.previews import service as previews
 from assets.previews.service import preview_make
 from assets.services import asset_create_from_bytes
@@ -216,9 +217,9 @@ def test_audio_gets_a_waveform_drawn_from_its_peaks(project: Any) -> None:
     wave = stored(asset.preview.name)
     assert wave.get("vips-loader") == "pngload_buffer" and dims(wave) == (1000, 200)
     # The tone fades in: silence (the centre line only) at the start, full height at the end.
-    assert red_green_blue(wave, 2, 10) == previews.WAVEFORM_BACKGROUND
-    assert red_green_blue(wave, 997, 10) == previews.WAVEFORM_COLOUR
-    assert red_green_blue(wave, 2, 100) == previews.WAVEFORM_COLOUR
+    assert red_green_blue(wave, 2, 10) == renderers.WAVEFORM_BACKGROUND
+    assert red_green_blue(wave, 997, 10) == renderers.WAVEFORM_COLOUR
+    assert red_green_blue(wave, 2, 100) == renderers.WAVEFORM_COLOUR
     assert dims(stored(asset.thumb_large.name)) == (1000, 200)
     assert dims(stored(asset.thumb_small.name)) == (256, 51)
 
@@ -339,22 +340,22 @@ def test_every_decode_is_bounded(project: Any, monkeypatch: pytest.MonkeyPatch) 
     image = asset_create_from_bytes(project=project, data=photo_jpeg(400, 300), name="big.jpg")
     video = asset_create_from_bytes(project=project, data=mp4(), name="wide.mp4")
     sound = asset_create_from_bytes(project=project, data=wav(seconds=3), name="long.wav")
-    monkeypatch.setattr(previews, "MAX_IMAGE_PIXELS", 400 * 300 - 1)
-    monkeypatch.setattr(previews, "MAX_FRAME_PIXELS", 320 * 180 - 1)
-    monkeypatch.setattr(previews, "MAX_AUDIO_SECONDS", 2)
+    monkeypatch.setattr(renderers, "MAX_IMAGE_PIXELS", 400 * 300 - 1)
+    monkeypatch.setattr(renderers, "MAX_FRAME_PIXELS", 320 * 180 - 1)
+    monkeypatch.setattr(renderers, "MAX_AUDIO_SECONDS", 2)
     for asset, reason in ((image, "megapixels"), (video, "frame size"), (sound, "longer than")):
         assert preview_make(asset.pk) == PreviewStatus.FAILED
         asset.refresh_from_db()
         assert reason in asset.preview_error, asset.preview_error
     progressive = raw_asset(project, _vips(np.zeros((300, 400, 3), np.uint8)).jpegsave_buffer(interlace=True),
                             kind=AssetKind.IMAGE, mime="image/jpeg", ext="jpg")
-    monkeypatch.setattr(previews, "MAX_IMAGE_PIXELS", 10**8)
-    monkeypatch.setattr(previews, "MAX_INTERLACED_PIXELS", 400 * 300 - 1)  # decoded whole: a lower cap
+    monkeypatch.setattr(renderers, "MAX_IMAGE_PIXELS", 10**8)
+    monkeypatch.setattr(renderers, "MAX_INTERLACED_PIXELS", 400 * 300 - 1)  # decoded whole: a lower cap
     assert preview_make(progressive.pk) == PreviewStatus.FAILED
     progressive.refresh_from_db()
     assert "progressive" in progressive.preview_error
-    monkeypatch.setattr(previews, "MAX_AUDIO_SECONDS", 3600)
-    monkeypatch.setattr(previews, "DECODE_SECONDS", 0.0)  # the wall-clock bound of the PyAV loops
+    monkeypatch.setattr(renderers, "MAX_AUDIO_SECONDS", 3600)
+    monkeypatch.setattr(renderers, "DECODE_SECONDS", 0.0)  # the wall-clock bound of the PyAV loops
     assert preview_make(sound.pk) == PreviewStatus.FAILED
     sound.refresh_from_db()
     assert "too long" in sound.preview_error

@@ -107,11 +107,11 @@ def test_empty_trash_deletes_only_the_trash(signed_in: Any, owner: Any, project:
 
 def test_a_large_trash_is_emptied_with_its_files_deleted_by_the_worker(
         signed_in: Any, owner: Any, project: Any, monkeypatch: Any, django_capture_on_commit_callbacks: Any) -> None:
-    monkeypatch.setattr("assets.services.FILES_DELETED_INLINE", 2)
-    monkeypatch.setattr("assets.services.FILES_DELETE_BATCH", 2)
+    monkeypatch.setattr("assets.storage.FILES_DELETED_INLINE", 2)
+    monkeypatch.setattr("assets.storage.FILES_DELETE_BATCH", 2)
     gone = [trashed(owner, project, f"t{n}.png", (n, 9, 9)) for n in range(5)]
     batches: list[list[str]] = []
-    monkeypatch.setattr("assets.tasks.assets_files_delete.delay", lambda names: batches.append(names))
+    monkeypatch.setattr("assets.storage.files_delete_send", lambda names: batches.append(names))
     with django_capture_on_commit_callbacks(execute=True):
         signed_in.post(reverse("studio:trash-empty"), {"confirm": "yes"})
     assert not Asset.objects.exists()
@@ -124,12 +124,12 @@ def test_a_large_trash_is_emptied_with_its_files_deleted_by_the_worker(
 
 def test_with_the_broker_down_a_large_trash_deletes_its_files_in_the_request(
         owner: Any, project: Any, monkeypatch: Any, django_capture_on_commit_callbacks: Any) -> None:
-    monkeypatch.setattr("assets.services.FILES_DELETED_INLINE", 1)
+    monkeypatch.setattr("assets.storage.FILES_DELETED_INLINE", 1)
 
     def broker_down(names: list[str]) -> None:
         raise ConnectionRefusedError(111, "Connection refused")
 
-    monkeypatch.setattr("assets.tasks.assets_files_delete.delay", broker_down)
+    monkeypatch.setattr("assets.storage.files_delete_send", broker_down)
     gone = [trashed(owner, project, f"b{n}.png", (n, 3, 3)) for n in range(3)]
     with django_capture_on_commit_callbacks(execute=True):
         assets_trash_empty(user=owner)
