@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import ipaddress
 import socket
 import ssl
@@ -35,8 +36,12 @@ import httpx
 from django.conf import settings
 
 from assets.uploads.inspection import SIZE_LIMITS
+from generations.providers.base import Output, ProviderError, ProviderStatus
 
 SPOOL_IN_MEMORY = 8 * 1024 * 1024  # larger downloads go to a temporary file
+
+# One output ready to store: what the provider said about it, its bytes in a local file, their length.
+Prepared = tuple[Output, IO[bytes], int]
 
 
 class FetchRefused(Exception):
@@ -176,3 +181,21 @@ def fetch_output(url: str, *, allowed_hosts: Iterable[str], kind: str) -> Fetche
                 raise FetchRefused(f"Downloading the output failed: {exc.__class__.__name__}.",
                                    code="output_unavailable", retryable=True) from exc
         raise FetchRefused("The output URL redirected too many times.")
+
+
+def outputs_fetch(provider: Any, status: ProviderStatus) -> list[Prepared]:
+    """Copy every output of a finished job into local spooled files, outside any transaction (network
+    I/O): bytes the provider returned inline as they are, URLs through `fetch_output` with the
+    adapter's `output_hosts`. A refused download is a ProviderError with the refusal's code."""
+    prepared: list[Prepared] = []
+    for output in status.outputs:
+        if output.data is not None:
+            prepared.append((output, io.BytesIO(output.data), len(output.data)))
+            continue
+        try:
+            fetched = fetch_output(output.url or "", allowed_hosts=getattr(provider, "output_hosts", ()),
+                                   kind=output.kind)
+        except FetchRefused as exc:
+            raise ProviderError(exc.message, code=exc.code, retryable=exc.retryable) from exc
+        prepared.append((output, fetched.file, fetched.size))
+    return prepared

@@ -1,15 +1,23 @@
-"""Turning a provider's outputs into the user's assets."""
+"""Turning a provider's outputs into the user's assets, and taking them back when the job does not
+settle (no orphan rows or files)."""
 
 from __future__ import annotations
 
-from typing import IO, Any
+from typing import Any
+
+from django.db import transaction
 
 from assets.models import Asset, AssetSource
 from assets.services import asset_create
+from assets.storage import files_delete_on_commit
 from assets.uploads.inspection import RefusedFile
+from generations.fetch import Prepared
 from generations.inputs import asset_fields
 from generations.models import Generation
-from generations.providers.base import Output, ProviderError
+from generations.providers.base import ProviderError
+
+# Every stored file of an asset: the original, and previews a worker may have made meanwhile.
+FILE_COLUMNS = ("file", "preview", "thumb_small", "thumb_large")
 
 
 def _parent_asset(generation: Generation) -> Asset | None:
@@ -26,27 +34,46 @@ def _parent_asset(generation: Generation) -> Asset | None:
     return None
 
 
-def outputs_store(*, generation: Generation, prepared: list[tuple[Output, IO[bytes], int]]) -> list[Asset]:
-    """Store each output (already copied to a local file by services._fetch_outputs) as an asset of
-    the generation's project, inside the caller's transaction. Returns the assets; on any error the
-    caller deletes their files (see services._succeed)."""
+def outputs_store(*, generation: Generation, prepared: list[Prepared]) -> list[Asset]:
+    """Store each output (already copied to a local file by generations.fetch.outputs_fetch) as an
+    asset of the generation's project. Called outside any transaction, before the settle
+    (generations.attempts.finish): each asset is committed as it is stored. On any error the ones
+    already stored are discarded (rows and files) before it raises."""
     if not prepared:
         raise ProviderError("The provider reported success but returned no output.", code="no_output")
     parent = _parent_asset(generation)
     stored: list[Asset] = []
-    for index, (output, fh, size) in enumerate(prepared):
-        name = output.filename or f"{generation.model.provider_model.replace('/', '-')}-{index + 1}"
-        metadata: dict[str, Any] = {
-            "recipe": {"model": generation.model_id, "inputs": generation.inputs},
-            **output.metadata,
-        }
-        try:
-            asset = asset_create(project=generation.project, fh=fh, name=name, size=size,
-                                 source=AssetSource.GENERATION, generation=generation, parent=parent,
-                                 metadata=metadata)
-        except RefusedFile as exc:
-            for done in stored:
-                done.file.storage.delete(done.file.name)
-            raise ProviderError(f"The provider's output was refused: {exc.message}", code="bad_output") from exc
-        stored.append(asset)
+    try:
+        for index, (output, fh, size) in enumerate(prepared):
+            name = output.filename or f"{generation.model.provider_model.replace('/', '-')}-{index + 1}"
+            metadata: dict[str, Any] = {
+                "recipe": {"model": generation.model_id, "inputs": generation.inputs},
+                **output.metadata,
+            }
+            try:
+                asset = asset_create(project=generation.project, fh=fh, name=name, size=size,
+                                     source=AssetSource.GENERATION, generation=generation, parent=parent,
+                                     metadata=metadata)
+            except RefusedFile as exc:
+                raise ProviderError(f"The provider's output was refused: {exc.message}", code="bad_output") from exc
+            stored.append(asset)
+    except BaseException:
+        outputs_discard(stored)
+        raise
     return stored
+
+
+def outputs_discard(assets: list[Asset]) -> None:
+    """Delete assets stored for a job that did not settle (canceled or swept while its outputs were
+    being stored, or a settle that failed): their rows now, their files once that commits. The rows
+    are locked first, as the preview worker locks them to save its files: previews made meanwhile are
+    deleted with them, and a preview finished later finds no row and deletes its own files."""
+    if not assets:
+        return
+    ids = [asset.pk for asset in assets]
+    with transaction.atomic():
+        names = {name for row in Asset.objects.select_for_update().filter(pk__in=ids).values_list(*FILE_COLUMNS)
+                 for name in row if name}
+        names |= {asset.file.name for asset in assets if asset.file.name}
+        Asset.objects.filter(pk__in=ids).delete()
+        files_delete_on_commit(sorted(names))

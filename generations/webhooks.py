@@ -2,24 +2,23 @@
 
 The callback itself does no provider I/O and no downloads: it proves the request came from the
 provider (fal: Ed25519 over request id, user id, timestamp and body hash; Replicate: HMAC-SHA256 over
-webhook-id, timestamp and body), finds the job, and enqueues `generation_resume_task`, which polls the
-provider once more and finishes the job through the same code as polling (one code path for outputs
-and money). A callback for a job we do not know yet answers 404 so the provider retries later (a fast
-job can complete before our worker has stored its request id)."""
+webhook-id, timestamp and body) and hands the event to `generation_webhook_accept`, which finds the job
+and resumes it: a worker polls the provider once more and finishes the job through the same code as
+polling (one code path for outputs and money). A callback for a job we do not know yet answers 404 so
+the provider retries later (a fast job can complete before our worker has stored its request id)."""
 
 from __future__ import annotations
 
 import logging
 
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from core.client_ip import client_ip
-from generations.models import Generation, Status
 from generations.providers.base import WebhookRejected
 from generations.providers.registry import PROVIDERS, get_provider
+from generations.services import generation_webhook_accept
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +44,7 @@ def provider_webhook(request: HttpRequest, provider: str) -> HttpResponse:
     except WebhookRejected as exc:
         logger.warning("refused %s webhook: %s", provider, exc)
         return JsonResponse({"error": {"code": "invalid_signature", "message": str(exc)}}, status=400)
-    generation = (Generation.objects.filter(provider=provider, provider_request_id=event.request_id)
-                  .only("id", "status", "awaiting_webhook").first())
-    if generation is None:
+    if not generation_webhook_accept(provider=provider, request_id=event.request_id,
+                                     terminal=event.status.terminal):
         return JsonResponse({"error": {"code": "not_found", "message": "Unknown request."}}, status=404)
-    if generation.status == Status.RUNNING and generation.awaiting_webhook and event.status.terminal:
-        from generations.tasks import generation_resume_task
-
-        gid = str(generation.pk)
-        transaction.on_commit(lambda: generation_resume_task.delay(gid))
     return JsonResponse({"ok": True})

@@ -199,14 +199,17 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-# Housekeeping has its own queue so the sweep that recovers stuck jobs never waits behind a backlog of
-# generations (every slot busy with a long video) on the default `celery` queue. A worker must consume
-# both: `-Q celery,housekeeping`, or one worker per queue (Makefile, docker-compose.yml).
-CELERY_TASK_DEFAULT_QUEUE = "celery"
+# Queues per kind of work (docs/ARCHITECTURE.md, "Queues"): `generations` (the default: generation runs
+# and parked jobs' polls, I/O-bound), `previews` (thumbnails and media renders, CPU-bound) and
+# `housekeeping` (sweeps, prunes, file deletes). Each has its own worker (run_studio, docker-compose.yml),
+# so a backlog of one kind never delays another: the sweep that recovers stuck jobs never waits behind
+# long provider jobs, and a burst of uploads' previews never delays a submit.
+CELERY_TASK_DEFAULT_QUEUE = "generations"
 CELERY_TASK_ROUTES = {
-    name: {"queue": "housekeeping"}
-    for name in ("generations.tasks.generations_sweep_stale", "generations.tasks.provider_outcomes_prune",
-                 "assets.tasks.assets_purge_trash_task", "assets.tasks.assets_files_delete")
+    **{name: {"queue": "housekeeping"}
+       for name in ("generations.tasks.generations_sweep_stale", "generations.tasks.provider_outcomes_prune",
+                    "assets.tasks.assets_purge_trash_task", "assets.tasks.assets_files_delete")},
+    "assets.tasks.asset_preview_make": {"queue": "previews"},
 }
 
 # --- Storage: local files under var/media unless S3 is configured -----------------------------------
@@ -362,6 +365,9 @@ SPECTACULAR_SETTINGS = {
 # --- Generations -------------------------------------------------------------------------------------
 CREDITS_PER_USD = env_int("CREDITS_PER_USD", 100)  # one credit is one US cent at the default rate
 GENERATION_POLL_INTERVAL = float(os.environ.get("GENERATION_POLL_INTERVAL", "0.25"))
+# A job parked between polls (its state lives at the provider: fal, Replicate, Google's operations) is
+# polled again this many seconds later, by whichever generation worker is free (generations/runner.py).
+GENERATION_PARKED_POLL_INTERVAL = float(os.environ.get("GENERATION_PARKED_POLL_INTERVAL", "1.0"))
 GENERATION_MAX_ATTEMPTS = env_int("GENERATION_MAX_ATTEMPTS", 3)
 # After asking a provider to stop a job (the user's cancel, or the model's timeout), the runner polls on
 # for at most this long (never longer than the model's timeout) to learn how it ended: a cancel is a

@@ -17,7 +17,8 @@ from accounts.services import provider_key_reveal, provider_key_save, provider_k
 from billing.services import credits_summary
 from core.errors import InvalidRequest
 from generations.models import Generation, Status
-from generations.services import generation_create, generation_run
+from generations.runner import generation_run
+from generations.services import generation_create
 from tests.fakes.openai import OpenAIFake
 from tests.fakes.server import FakeServer
 

@@ -99,7 +99,7 @@ def test_generate_submits_through_the_pipeline_and_reports_json(owner: Any, proj
                  stdout=out)
     body = json.loads(out.getvalue())
     assert body["status"] == "queued" and body["credits"]["estimated"] == 1
-    from generations.services import generation_run
+    from generations.runner import generation_run
 
     generation_run(body["id"])
     out = io.StringIO()

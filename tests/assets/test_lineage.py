@@ -21,7 +21,8 @@ from assets.services import asset_create_from_bytes
 from generations.ingest import outputs_store
 from generations.models import AIModel, Generation, Status
 from generations.providers.base import Output
-from generations.services import generation_create, generation_run
+from generations.runner import generation_run
+from generations.services import generation_create
 
 pytestmark = pytest.mark.django_db
 

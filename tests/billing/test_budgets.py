@@ -28,9 +28,10 @@ from billing.budgets.services import (
 from billing.limits import plan_assign
 from billing.models import Budget, BudgetAlert, BudgetUsage, Notification, Plan
 from billing.services import InsufficientCredits, credits_grant, credits_summary
-from generations import services
+from generations import attempts, runner
 from generations.models import Generation, Status
-from generations.services import generation_cancel, generation_create, generation_run
+from generations.runner import generation_run
+from generations.services import generation_cancel, generation_create
 from studio import urls as studio_urls
 from studio.views import budgets as budget_views
 
@@ -171,7 +172,7 @@ def test_a_failed_job_frees_its_share_of_the_budget(owner: Any, project: Any, ca
     budget = budget_set(project=project, limit_credits=1000)
     generation = submit(owner, project)
     Generation.objects.filter(pk=generation.pk).update(status=Status.RUNNING)
-    services.generation_fail(generation_id=generation.pk, code="internal_error", message="boom")
+    attempts.generation_fail(generation_id=generation.pk, code="internal_error", message="boom")
     assert usage_of(budget) == (0, 0)
 
 
@@ -213,7 +214,7 @@ def test_a_job_moved_to_a_fallback_moves_its_budget_share_or_skips_a_fallback_th
                 "beta": ScriptedProvider([ok]), "gamma": ScriptedProvider([ok])}
     for name, provider in scripted.items():
         provider.name = name
-    monkeypatch.setattr(services, "get_provider", lambda name: scripted[name])
+    monkeypatch.setattr(runner, "get_provider", lambda name: scripted[name])
     budget = budget_set(project=project, limit_credits=8)
 
     generation = generation_create(user=owner, project_id=project.pk, model_id="alpha/img",

@@ -23,7 +23,8 @@ from billing.limits import (
 )
 from billing.models import AccountKind, LedgerAccount, Plan
 from generations.models import Generation
-from generations.services import generation_create, generation_estimate, generation_run
+from generations.runner import generation_run
+from generations.services import generation_create, generation_estimate
 
 pytestmark = pytest.mark.django_db
 

@@ -5,9 +5,10 @@ from typing import Any
 import pytest
 
 from billing.models import UsageDaily
-from generations import services
+from generations import attempts, services
 from generations.models import Generation
-from generations.services import generation_create, generation_run
+from generations.runner import generation_run
+from generations.services import generation_create
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +22,7 @@ def test_finished_generations_are_counted_in_the_daily_rollup(owner: Any, projec
         generation_run(generation.pk)
     failing = generation_create(user=owner, project_id=project.pk, model_id="local/sketch", inputs={"prompt": "x"})
     Generation.objects.filter(pk=failing.pk).update(status="running")
-    services.generation_fail(generation_id=failing.pk, code="internal_error", message="boom")
+    attempts.generation_fail(generation_id=failing.pk, code="internal_error", message="boom")
     canceled = generation_create(user=owner, project_id=project.pk, model_id="local/sketch", inputs={"prompt": "y"})
     services.generation_cancel(user=owner, generation_id=canceled.pk)
     row = UsageDaily.objects.get(user=owner, project=project, model="local/sketch")

@@ -15,7 +15,7 @@ from assets.models import Asset
 from billing.models import Hold
 from billing.services import credits_summary
 from generations.models import Generation, Status
-from generations.services import generations_sweep_stale
+from generations.sweep import generations_sweep_stale
 from tests.conftest import WorkerProcess, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.timeout(240)]

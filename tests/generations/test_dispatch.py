@@ -15,7 +15,9 @@ from kombu.exceptions import OperationalError
 from billing.services import credits_summary
 from generations.dispatch import RUN_TASK
 from generations.models import Generation, Status
-from generations.services import generation_create, generation_run, generations_sweep_stale
+from generations.runner import generation_run
+from generations.services import generation_create
+from generations.sweep import generations_sweep_stale
 
 pytestmark = pytest.mark.django_db
 
@@ -81,4 +83,4 @@ def test_runs_are_sent_by_name_to_the_generation_queue(broker: Broker) -> None:
     broker.up = True
     assert generation_run_send("00000000-0000-0000-0000-000000000001") is True
     assert broker.sent == [(RUN_TASK, ["00000000-0000-0000-0000-000000000001"])]
-    assert current_app.amqp.router.route({}, RUN_TASK)["queue"].name == "celery"
+    assert current_app.amqp.router.route({}, RUN_TASK)["queue"].name == "generations"

@@ -12,7 +12,8 @@ from rest_framework.test import APIClient
 from billing.services import credits_summary
 from generations.models import Generation
 from generations.pricing import credits_display
-from generations.services import generation_create, generation_run
+from generations.runner import generation_run
+from generations.services import generation_create
 from projects.services import project_create
 from tests.conftest import _user
 

@@ -10,11 +10,12 @@ from django.core.cache import cache
 
 from billing.services import credits_summary
 from core.errors import InvalidRequest
-from generations import services
+from generations import attempts, runner
 from generations.health import circuit_open_for, provider_health, record_outcome
 from generations.models import AIModel, Generation, PriceCard, Status
 from generations.providers.base import Output, ProviderError, ProviderStatus
-from generations.services import generation_create, generation_run
+from generations.runner import generation_run
+from generations.services import generation_create
 from tests.generations.test_pipeline import ScriptedProvider, png
 
 pytestmark = pytest.mark.django_db
@@ -48,7 +49,7 @@ def providers(monkeypatch: pytest.MonkeyPatch) -> dict[str, ScriptedProvider]:
     }
     for name, provider in scripted.items():
         provider.name = name
-    monkeypatch.setattr(services, "get_provider", lambda name: scripted[name])
+    monkeypatch.setattr(runner, "get_provider", lambda name: scripted[name])
     return scripted
 
 
@@ -132,7 +133,7 @@ def test_an_open_circuit_without_a_fallback_waits_without_spending_an_attempt(
     for _ in range(settings.CIRCUIT_FAILURES):
         record_outcome(provider="alpha", model="alpha/img", ok=False, transient=True)
     generation = generation_create(user=owner, project_id=project.pk, model_id="alpha/img", inputs={"prompt": "a kite"})
-    with pytest.raises(services.RetryLater) as wait:
+    with pytest.raises(attempts.RetryLater) as wait:
         generation_run(generation.pk)
     assert 0 < wait.value.countdown <= settings.CIRCUIT_COOLDOWN
     generation.refresh_from_db()

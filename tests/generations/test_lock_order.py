@@ -11,10 +11,10 @@ import pytest
 from django.db import OperationalError, connection, transaction
 
 from billing.models import LedgerAccount
-from generations import services
 from generations.models import AIModel, Generation, PriceCard, Status
 from generations.providers.base import ProviderError, ProviderJob, ProviderStatus
-from generations.services import generation_create, generation_run
+from generations.runner import generation_run
+from generations.services import generation_create
 from tests.conftest import wait_for
 from tests.generations.test_pipeline import ScriptedProvider
 
@@ -61,7 +61,7 @@ def test_moving_a_job_to_its_fallback_locks_the_job_before_the_wallet(
     _model("beta/img", "beta", "0.03")
     row_held, release = threading.Event(), threading.Event()
     alpha = FailsWhileTheRowIsHeld(row_held)
-    monkeypatch.setattr(services, "get_provider", lambda name: alpha)
+    monkeypatch.setattr("generations.runner.get_provider", lambda name: alpha)
     generation = generation_create(user=owner, project_id=project.pk, model_id="alpha/img",
                                    inputs={"prompt": "a kite"}, fallback_models=["beta/img"])
 

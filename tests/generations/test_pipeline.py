@@ -12,10 +12,12 @@ from PIL import Image
 from assets.models import Asset
 from billing.models import Hold
 from billing.services import credits_summary
-from generations import services
+from generations import attempts, dispatch, runner
 from generations.models import Generation, Status
 from generations.providers.base import Output, ProviderError, ProviderJob, ProviderStatus
-from generations.services import generation_cancel, generation_create, generation_run, generations_sweep_stale
+from generations.runner import generation_run
+from generations.services import generation_cancel, generation_create
+from generations.sweep import generations_sweep_stale
 
 pytestmark = pytest.mark.django_db
 
@@ -59,7 +61,7 @@ def test_running_the_task_twice_does_nothing_the_second_time(owner: Any, project
 
 def test_two_workers_racing_for_one_job_run_it_once(owner: Any, project: Any, catalog: None) -> None:
     generation = submit(owner, project)
-    claims = [services._claim(generation.pk) for _ in range(2)]
+    claims = [runner._claim(generation.pk) for _ in range(2)]
     assert claims == [True, False]
 
 
@@ -107,7 +109,7 @@ class ScriptedProvider:
 def scripted(monkeypatch: pytest.MonkeyPatch) -> Any:
     def install(*script: Any) -> ScriptedProvider:
         provider = ScriptedProvider(list(script))
-        monkeypatch.setattr(services, "get_provider", lambda name: provider)
+        monkeypatch.setattr(runner, "get_provider", lambda name: provider)
         return provider
 
     return install
@@ -137,7 +139,7 @@ def test_a_transient_error_requeues_with_backoff_and_then_succeeds(owner: Any, p
     provider = scripted(ProviderError("Too many requests", code="rate_limited", retryable=True, retry_after=7),
                         ProviderStatus(state="succeeded", outputs=[Output(kind="image", mime="image/png", data=png())]))
     generation = submit(owner, project)
-    with pytest.raises(services.RetryLater) as info:
+    with pytest.raises(attempts.RetryLater) as info:
         generation_run(generation.pk)
     assert info.value.countdown == 7  # Retry-After wins over the shorter backoff
     generation.refresh_from_db()
@@ -154,7 +156,7 @@ def test_transient_errors_stop_after_the_attempt_cap_with_a_refund(owner: Any, p
     settings.GENERATION_MAX_ATTEMPTS = 2
     scripted(ProviderError("Bad gateway", code="upstream_502", retryable=True))
     generation = submit(owner, project)
-    with pytest.raises(services.RetryLater):
+    with pytest.raises(attempts.RetryLater):
         generation_run(generation.pk)
     generation_run(generation.pk)
     generation.refresh_from_db()
@@ -240,7 +242,7 @@ def test_the_sweep_requeues_a_job_whose_worker_died_and_fails_it_when_out_of_att
         owner: Any, project: Any, catalog: None, settings: Any, django_capture_on_commit_callbacks: Any,
         monkeypatch: pytest.MonkeyPatch) -> None:
     dispatched: list[str] = []
-    monkeypatch.setattr(services, "_dispatch", lambda gid, countdown=None: dispatched.append(gid))
+    monkeypatch.setattr(dispatch, "generation_run_send", lambda gid, countdown=None: dispatched.append(gid))
     generation = submit(owner, project)
     long_ago = timezone.now() - settings.STALE_RUNNING_AFTER * 2
     Generation.objects.filter(pk=generation.pk).update(status=Status.RUNNING, attempts=1, heartbeat_at=long_ago)
@@ -260,7 +262,7 @@ def test_the_sweep_requeues_a_job_whose_worker_died_and_fails_it_when_out_of_att
 def test_the_sweep_redispatches_a_queued_job_nobody_picked_up(owner: Any, project: Any, catalog: None,
                                                              settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     dispatched: list[str] = []
-    monkeypatch.setattr(services, "_dispatch", lambda gid, countdown=None: dispatched.append(gid))
+    monkeypatch.setattr(dispatch, "generation_run_send", lambda gid, countdown=None: dispatched.append(gid))
     generation = submit(owner, project)
     Generation.objects.filter(pk=generation.pk).update(heartbeat_at=timezone.now() - settings.STALE_QUEUED_AFTER * 2)
     assert generations_sweep_stale()["redispatched"] == 1

@@ -12,9 +12,10 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from billing.services import credits_summary
-from generations import services
+from generations import runner
 from generations.models import Generation, Status
-from generations.services import generation_create, generation_run
+from generations.runner import generation_run
+from generations.services import generation_create
 
 pytestmark = pytest.mark.django_db
 
@@ -39,7 +40,7 @@ def test_queued_jobs_report_how_many_queued_jobs_the_workers_take_up_before_them
     assert owner_api.get(f"/api/v1/generations/{third.pk}").json()["queue_position"] == 3
 
     generation_run(elsewhere.pk)  # done: no longer ahead of anyone
-    assert services._claim(first.pk)  # a worker took it up: running on the local provider, no queue
+    assert runner._claim(first.pk)  # a worker took it up: running on the local provider, no queue
     owner_api.post(f"/api/v1/generations/{third.pk}/cancel")
     assert positions(owner_api) == {str(first.pk): None, str(second.pk): 0, str(third.pk): None}
 
@@ -47,7 +48,7 @@ def test_queued_jobs_report_how_many_queued_jobs_the_workers_take_up_before_them
 def test_a_running_job_reports_its_providers_queue_position(owner: Any, project: Any, owner_api: APIClient,
                                                             catalog: None) -> None:
     generation = submit(owner, project)
-    assert services._claim(generation.pk)
+    assert runner._claim(generation.pk)
     Generation.objects.filter(pk=generation.pk).update(queue_position=4)  # as a fal poll records it
     assert owner_api.get(f"/api/v1/generations/{generation.pk}").json()["queue_position"] == 4
 

@@ -16,11 +16,13 @@ from assets import tasks as asset_tasks
 from billing.budgets.services import budget_set
 from billing.models import BudgetUsage, Hold
 from billing.services import credits_summary
-from generations import services
+from generations import attempts, dispatch, runner
 from generations import tasks as generation_tasks
 from generations.models import Generation, Status
 from generations.providers.base import Output, ProviderJob, ProviderStatus
-from generations.services import generation_cancel, generation_create, generation_run, generations_sweep_stale
+from generations.runner import generation_run
+from generations.services import generation_cancel, generation_create
+from generations.sweep import generations_sweep_stale
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +35,7 @@ def fast_polling(settings: Any) -> None:
 @pytest.fixture
 def dispatched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     sent: list[str] = []
-    monkeypatch.setattr(services, "_dispatch", lambda gid, countdown=None: sent.append(gid))
+    monkeypatch.setattr(dispatch, "generation_run_send", lambda gid, countdown=None: sent.append(gid))
     return sent
 
 
@@ -89,9 +91,9 @@ def test_a_job_requeued_after_its_worker_died_gets_its_whole_timeout_again(
         owner: Any, project: Any, catalog: None, settings: Any, dispatched: list[str],
         monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any) -> None:
     provider = SlowThenDone()
-    monkeypatch.setattr(services, "get_provider", lambda name: provider)
+    monkeypatch.setattr(runner, "get_provider", lambda name: provider)
     generation = submit(owner, project)
-    assert services._claim(generation.pk)
+    assert runner._claim(generation.pk)
     # The first attempt started longer ago than the model's whole timeout (120 s), then its worker died.
     first_start = timezone.now() - timedelta(seconds=generation.model.timeout_seconds + 60)
     _worker_died(generation, settings, started=first_start)
@@ -110,14 +112,14 @@ def test_a_job_requeued_after_its_worker_died_gets_its_whole_timeout_again(
 def test_an_attempt_that_outlives_its_own_timeout_still_fails_with_timeout(
         owner: Any, project: Any, catalog: None, monkeypatch: pytest.MonkeyPatch) -> None:
     provider = SlowThenDone()
-    monkeypatch.setattr(services, "get_provider", lambda name: provider)
+    monkeypatch.setattr(runner, "get_provider", lambda name: provider)
     generation = submit(owner, project)
-    assert services._claim(generation.pk)
+    assert runner._claim(generation.pk)
     # A parked webhook job resumed past its attempt's deadline: the resume keeps the attempt's clock.
     past = timezone.now() - timedelta(seconds=generation.model.timeout_seconds + 1)
     Generation.objects.filter(pk=generation.pk).update(attempt_started_at=past, awaiting_webhook=True,
                                                        provider_request_id="req-1")
-    services.generation_resume(generation.pk)
+    runner.generation_resume(generation.pk)
     generation.refresh_from_db()
     assert (generation.status, generation.error_code) == (Status.FAILED, "timeout")
     assert provider.canceled and credits_summary(user=owner).held == 0
@@ -130,7 +132,7 @@ def test_the_sweep_cancels_a_running_job_whose_worker_died_after_the_user_asked_
         django_capture_on_commit_callbacks: Any) -> None:
     budget = budget_set(project=project, limit_credits=100)
     generation = submit(owner, project)
-    assert services._claim(generation.pk)
+    assert runner._claim(generation.pk)
     generation_cancel(user=owner, generation_id=generation.pk)  # running: only sets cancel_requested
     assert BudgetUsage.objects.get(budget=budget).held == 1
     _worker_died(generation, settings)
@@ -171,7 +173,7 @@ class StillAtTheProvider:
 
 def _canceled_while_its_worker_was_dead(owner: Any, project: Any, settings: Any) -> Generation:
     generation = submit(owner, project)
-    assert services._claim(generation.pk)
+    assert runner._claim(generation.pk)
     Generation.objects.filter(pk=generation.pk).update(provider_request_id="req-1")  # sent before it died
     generation_cancel(user=owner, generation_id=generation.pk)
     _worker_died(generation, settings)
@@ -188,15 +190,15 @@ def test_the_sweep_has_a_worker_stop_a_canceled_job_the_provider_still_has(
     # Canceling it in the database alone would leave it running (and billing) at the provider, and a
     # result it finished anyway, already billed, never fetched.
     provider = StillAtTheProvider(after_cancel)
-    monkeypatch.setattr(services, "get_provider", lambda name: provider)
+    monkeypatch.setattr(runner, "get_provider", lambda name: provider)
     resumed: list[str] = []
-    monkeypatch.setattr(services, "_dispatch_resume", resumed.append)
+    monkeypatch.setattr(dispatch, "generation_resume_send", resumed.append)
     generation = _canceled_while_its_worker_was_dead(owner, project, settings)
 
     counts = generations_sweep_stale()
     assert (counts["resumed"], counts["canceled"], counts["requeued"]) == (1, 0, 0)
     assert resumed == [str(generation.pk)] and dispatched == []
-    services.generation_resume(generation.pk)
+    runner.generation_resume(generation.pk)
 
     generation.refresh_from_db()
     assert provider.canceled and provider.submits == 0
@@ -215,12 +217,12 @@ def test_a_canceled_job_lost_with_its_dead_worker_is_canceled_not_submitted_agai
     # The local provider's jobs die with their worker process: the resumed poll finds the request lost.
     provider = StillAtTheProvider(ProviderStatus(state="canceled"))
     provider.poll = lambda job: ProviderStatus(state="failed", error_code="lost", retryable=True)  # type: ignore[method-assign]
-    monkeypatch.setattr(services, "get_provider", lambda name: provider)
-    monkeypatch.setattr(services, "_dispatch_resume", lambda gid: None)
+    monkeypatch.setattr(runner, "get_provider", lambda name: provider)
+    monkeypatch.setattr(dispatch, "generation_resume_send", lambda gid: None)
     generation = _canceled_while_its_worker_was_dead(owner, project, settings)
 
     assert generations_sweep_stale()["resumed"] == 1
-    services.generation_resume(generation.pk)
+    runner.generation_resume(generation.pk)
     generation.refresh_from_db()
     assert generation.status == Status.CANCELED and provider.submits == 0
     assert credits_summary(user=owner).as_dict() == {"balance": 500, "held": 0, "available": 500}
@@ -231,17 +233,17 @@ def test_a_cancel_of_a_job_parked_for_its_webhook_has_a_worker_stop_it_at_once(
         django_capture_on_commit_callbacks: Any) -> None:
     # No worker polls a parked job; without this the cancel waited for the sweep (STALE_RUNNING_AFTER).
     provider = StillAtTheProvider(ProviderStatus(state="canceled"))
-    monkeypatch.setattr(services, "get_provider", lambda name: provider)
+    monkeypatch.setattr(runner, "get_provider", lambda name: provider)
     resumed: list[str] = []
-    monkeypatch.setattr(services, "_dispatch_resume", resumed.append)
+    monkeypatch.setattr(dispatch, "generation_resume_send", resumed.append)
     generation = submit(owner, project)
-    assert services._claim(generation.pk)
+    assert runner._claim(generation.pk)
     Generation.objects.filter(pk=generation.pk).update(provider_request_id="req-1", awaiting_webhook=True)
 
     with django_capture_on_commit_callbacks(execute=True):
         generation_cancel(user=owner, generation_id=generation.pk)
     assert resumed == [str(generation.pk)]
-    services.generation_resume(generation.pk)
+    runner.generation_resume(generation.pk)
     generation.refresh_from_db()
     assert generation.status == Status.CANCELED and provider.canceled
     assert credits_summary(user=owner).as_dict() == {"balance": 500, "held": 0, "available": 500}
@@ -273,29 +275,29 @@ def test_a_delivered_task_for_a_queued_job_with_a_cancel_request_cancels_it(
 def test_a_stale_job_whose_worker_comes_back_is_not_canceled_under_it(
         owner: Any, project: Any, catalog: None, settings: Any) -> None:
     generation = submit(owner, project)
-    assert services._claim(generation.pk)
+    assert runner._claim(generation.pk)
     Generation.objects.filter(pk=generation.pk).update(cancel_requested=True)
     stale_seen = timezone.now() - settings.STALE_RUNNING_AFTER * 2
     Generation.objects.filter(pk=generation.pk).update(heartbeat_at=stale_seen)
     # The sweep read the stale heartbeat, then the worker beat again before the sweep's update.
     Generation.objects.filter(pk=generation.pk).update(heartbeat_at=timezone.now())
-    assert not services._cancel_unattended(generation.pk, status=Status.RUNNING, heartbeat_at=stale_seen)
+    assert not attempts.cancel_unattended(generation.pk, status=Status.RUNNING, heartbeat_at=stale_seen)
     generation.refresh_from_db()
     assert generation.status == Status.RUNNING and credits_summary(user=owner).held == 1
 
 
-# --- the sweep's own queue --------------------------------------------------------------------------------
+# --- queues per kind of work -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("task", "queue"), [
     (generation_tasks.generations_sweep_stale, "housekeeping"),
     (generation_tasks.provider_outcomes_prune, "housekeeping"),
     (asset_tasks.assets_purge_trash_task, "housekeeping"),
     (asset_tasks.assets_files_delete, "housekeeping"),
-    (generation_tasks.generation_run_task, "celery"),
-    (generation_tasks.generation_resume_task, "celery"),
-    (asset_tasks.asset_preview_make, "celery"),
+    (generation_tasks.generation_run_task, "generations"),
+    (generation_tasks.generation_resume_task, "generations"),
+    (asset_tasks.asset_preview_make, "previews"),
 ])
-def test_housekeeping_runs_on_its_own_queue_and_generations_on_the_default_one(task: Any, queue: str) -> None:
+def test_each_kind_of_work_runs_on_its_own_queue(task: Any, queue: str) -> None:
     from config.celery import app
 
     # By the task's real name, so a renamed task cannot silently drop back to the default queue.

@@ -13,11 +13,12 @@ import pytest
 
 from assets.models import Asset
 from billing.services import credits_summary
-from generations import services
+from generations import attempts
 from generations.models import Generation, Status
 from generations.providers.anthropic import AnthropicProvider, message_cost
 from generations.providers.base import CatalogModel, ProviderError, ProviderJob, ProviderStatus
-from generations.services import generation_create, generation_run
+from generations.runner import generation_run
+from generations.services import generation_create
 from tests.fakes.anthropic import AnthropicFake, anthropic_error, overloaded, rate_limited
 from tests.fakes.server import FakeServer
 
@@ -236,7 +237,7 @@ def test_an_overloaded_api_requeues_the_generation_and_the_next_run_completes(fa
     fake.state["fail_next"] = [overloaded()]
     generation = generation_create(user=owner, project_id=project.pk, model_id="anthropic/claude-sonnet-5-5",
                                    inputs={"prompt": "hi"})
-    with pytest.raises(services.RetryLater):
+    with pytest.raises(attempts.RetryLater):
         generation_run(generation.pk)
     generation_run(generation.pk)
     generation.refresh_from_db()

@@ -551,15 +551,15 @@ def upload(project: Any, data: bytes, name: str = "input.png") -> Any:
 def test_the_pipeline_requeues_a_rate_limited_submit_honouring_retry_after(
         fal: FakeServer, owner: Any, project: Any, catalog: None) -> None:
     from billing.services import credits_summary
-    from generations import services
+    from generations import attempts, runner, services
     from generations.models import Generation, Status
 
     fal.state["fail_submit"] = [{"status": 429, "body": {"detail": "Too many concurrent requests"},
                                  "headers": {"Retry-After": "7"}}]
     generation = services.generation_create(user=owner, project_id=project.pk, model_id=SCHNELL,
                                             inputs={"prompt": "a fox"})
-    with pytest.raises(services.RetryLater) as caught:
-        services.generation_run(generation.pk)
+    with pytest.raises(attempts.RetryLater) as caught:
+        runner.generation_run(generation.pk)
     assert caught.value.countdown >= 7
     generation.refresh_from_db()
     assert generation.status == Status.QUEUED and generation.provider_request_id == ""
@@ -575,14 +575,14 @@ def test_the_pipeline_requeues_a_rate_limited_submit_honouring_retry_after(
 def test_a_final_error_fails_the_generation_and_releases_the_hold(
         fal: FakeServer, owner: Any, project: Any, catalog: None, outcome: dict[str, Any], code: str) -> None:
     from billing.services import credits_summary
-    from generations import services
+    from generations import runner, services
     from generations.models import Status
 
     before = credits_summary(user=owner).balance
     fal.state["outcomes"] = [outcome]
     generation = services.generation_create(user=owner, project_id=project.pk, model_id=SCHNELL,
                                             inputs={"prompt": "a fox"})
-    services.generation_run(generation.pk)
+    runner.generation_run(generation.pk)
     generation.refresh_from_db()
     assert (generation.status, generation.error_code) == (Status.FAILED, code)
     assert outcome["detail"][0]["msg"] in generation.error_message
@@ -594,13 +594,13 @@ def test_a_final_error_fails_the_generation_and_releases_the_hold(
 def test_a_bad_platform_key_fails_the_generation_and_releases_the_hold(
         fal: FakeServer, owner: Any, project: Any, catalog: None, settings: Any) -> None:
     from billing.services import credits_summary
-    from generations import services
+    from generations import runner, services
     from generations.models import Status
 
     settings.PROVIDER_KEYS = {**settings.PROVIDER_KEYS, "fal": "revoked-key"}
     generation = services.generation_create(user=owner, project_id=project.pk, model_id=SCHNELL,
                                             inputs={"prompt": "a fox"})
-    services.generation_run(generation.pk)
+    runner.generation_run(generation.pk)
     generation.refresh_from_db()
     assert (generation.status, generation.error_code) == (Status.FAILED, "invalid_key")
     assert "No user found" in generation.error_message
@@ -633,13 +633,13 @@ def test_worked_example_runs_through_the_pipeline_to_stored_assets_and_a_charge(
         fal: FakeServer, owner: Any, project: Any, catalog: None, model_id: str, inputs: dict[str, Any]) -> None:
     from assets.models import Asset
     from billing.services import credits_summary
-    from generations import services
+    from generations import runner, services
     from generations.models import Status
 
     image, mask = upload(project, make_image("PNG", (96, 64))), upload(project, make_image("PNG", (96, 64), 9), "m.png")
     filled = {k: str(image.pk) if v == "@image" else str(mask.pk) if v == "@mask" else v for k, v in inputs.items()}
     generation = services.generation_create(user=owner, project_id=project.pk, model_id=model_id, inputs=filled)
-    services.generation_run(generation.pk)
+    runner.generation_run(generation.pk)
     generation.refresh_from_db()
 
     assert generation.status == Status.SUCCEEDED, generation.error_message
@@ -660,7 +660,7 @@ def test_worked_example_runs_through_the_pipeline_to_stored_assets_and_a_charge(
 def test_a_job_submitted_with_a_webhook_is_parked_and_finished_after_fals_signed_callback(
         fal: FakeServer, owner: Any, project: Any, catalog: None, settings: Any, client: Any) -> None:
     from assets.models import Asset
-    from generations import services
+    from generations import runner, services
     from generations.models import Generation, Status
 
     settings.PROVIDER_WEBHOOKS = True
@@ -668,7 +668,7 @@ def test_a_job_submitted_with_a_webhook_is_parked_and_finished_after_fals_signed
     fal.state.update(queue_polls=0, progress_polls=0)
     generation = services.generation_create(user=owner, project_id=project.pk, model_id=SCHNELL,
                                             inputs={"prompt": "a fox"})
-    services.generation_run(generation.pk)
+    runner.generation_run(generation.pk)
     generation.refresh_from_db()
     assert generation.status == Status.RUNNING and generation.awaiting_webhook
     request_id = generation.provider_request_id
@@ -683,7 +683,7 @@ def test_a_job_submitted_with_a_webhook_is_parked_and_finished_after_fals_signed
                            headers=sign_webhook(fal, body, request_id=request_id))
     assert response.status_code == 200
 
-    services.generation_resume(generation.pk)  # what the enqueued generation_resume_task runs
+    runner.generation_resume(generation.pk)  # what the enqueued generation_resume_task runs
     generation = Generation.objects.get(pk=generation.pk)
     assert generation.status == Status.SUCCEEDED, generation.error_message
     with Asset.objects.get(generation=generation).file.open("rb") as fh:
@@ -696,9 +696,9 @@ def cancel_once_running(monkeypatch: pytest.MonkeyPatch, owner: Any, generation_
     """The user presses cancel as soon as the job is seen running; the runner checks on every poll."""
     from datetime import timedelta
 
-    from generations import services
+    from generations import attempts, services
 
-    monkeypatch.setattr(services._Run, "CANCEL_CHECK", timedelta(0))
+    monkeypatch.setattr(attempts.Attempt, "CANCEL_CHECK", timedelta(0))
     poll = FalProvider.poll
 
     def poll_then_cancel(self: FalProvider, job: ProviderJob, **kwargs: Any) -> ProviderStatus:
@@ -730,14 +730,14 @@ def test_a_job_that_finishes_despite_the_users_cancel_is_stored_and_charged_as_a
     from assets.models import Asset
     from billing.models import Hold
     from billing.services import credits_summary
-    from generations import services
+    from generations import runner, services
     from generations.models import Generation, Status
 
     fal.state.update(progress_polls=3, outcomes=[outcome])
     generation = services.generation_create(user=owner, project_id=project.pk, model_id=SCHNELL,
                                             inputs={"prompt": "a fox"})
     cancel_once_running(monkeypatch, owner, generation.pk)
-    services.generation_run(generation.pk)
+    runner.generation_run(generation.pk)
 
     generation = Generation.objects.get(pk=generation.pk)
     request_id = generation.provider_request_id
@@ -756,14 +756,14 @@ def test_a_job_that_finishes_despite_the_users_cancel_is_stored_and_charged_as_a
 def test_a_job_the_app_stops_after_the_cancel_is_canceled_with_nothing_charged(
         fal: FakeServer, owner: Any, project: Any, catalog: None, monkeypatch: pytest.MonkeyPatch) -> None:
     from billing.services import credits_summary
-    from generations import services
+    from generations import runner, services
     from generations.models import Generation, Status
 
     fal.state["progress_polls"] = 3
     generation = services.generation_create(user=owner, project_id=project.pk, model_id=SCHNELL,
                                             inputs={"prompt": "a fox"})
     cancel_once_running(monkeypatch, owner, generation.pk)
-    services.generation_run(generation.pk)
+    runner.generation_run(generation.pk)
 
     generation = Generation.objects.get(pk=generation.pk)
     request_id = generation.provider_request_id
@@ -782,7 +782,7 @@ def test_the_runner_gives_up_on_a_cancel_the_app_never_ends_once_the_grace_is_ov
     from datetime import timedelta
 
     from billing.services import credits_summary
-    from generations import services
+    from generations import runner, services
     from generations.models import Generation, Status
 
     settings.GENERATION_CANCEL_GRACE = timedelta(seconds=0.2)
@@ -791,7 +791,7 @@ def test_the_runner_gives_up_on_a_cancel_the_app_never_ends_once_the_grace_is_ov
                                             inputs={"prompt": "a fox"})
     cancel_once_running(monkeypatch, owner, generation.pk)
     started = time.monotonic()
-    services.generation_run(generation.pk)
+    runner.generation_run(generation.pk)
 
     assert time.monotonic() - started < 5
     generation = Generation.objects.get(pk=generation.pk)
@@ -804,13 +804,13 @@ def test_the_runner_gives_up_on_a_cancel_the_app_never_ends_once_the_grace_is_ov
 def test_outputs_without_content_type_file_name_or_extension_are_stored_by_their_bytes(
         fal: FakeServer, owner: Any, project: Any, catalog: None) -> None:
     from assets.models import Asset
-    from generations import services
+    from generations import runner, services
     from generations.models import Generation, Status
 
     fal.state["outcomes"] = [{"kind": "success", "bare_files": True, "opaque_urls": True}]
     generation = services.generation_create(user=owner, project_id=project.pk, model_id=SCHNELL,
                                             inputs={"prompt": "a fox", "num_images": 2})
-    services.generation_run(generation.pk)
+    runner.generation_run(generation.pk)
 
     generation = Generation.objects.get(pk=generation.pk)
     assert generation.status == Status.SUCCEEDED, generation.error_message

@@ -450,7 +450,8 @@ def _upload(project: Any, data: bytes, name: str) -> Any:
 
 
 def _run(owner: Any, project: Any, model_id: str, inputs: dict[str, Any]) -> Any:
-    from generations.services import generation_create, generation_run
+    from generations.runner import generation_run
+    from generations.services import generation_create
 
     generation = generation_create(user=owner, project_id=project.pk, model_id=model_id, inputs=inputs)
     generation_run(generation.pk)
@@ -563,7 +564,9 @@ def _stored_input(server: FakeServer) -> bytes:
 @pytest.mark.django_db
 def test_a_rate_limited_job_is_retried_by_the_pipeline_and_then_completes(fake: FakeServer, catalog: None,
                                                                         owner: Any, project: Any) -> None:
-    from generations.services import RetryLater, generation_create, generation_run
+    from generations.attempts import RetryLater
+    from generations.runner import generation_run
+    from generations.services import generation_create
 
     fake.state["fail"] = [{"route": "generateContent", "code": 429, "retry_delay": "5s", "message": "Quota."}]
     generation = generation_create(user=owner, project_id=project.pk, model_id="google/gemini-2.5-flash",
@@ -581,7 +584,9 @@ def test_a_rate_limited_job_is_retried_by_the_pipeline_and_then_completes(fake: 
 @pytest.mark.django_db
 def test_a_failing_veo_poll_is_retried_on_the_same_operation_without_a_second_submit(
         fake: FakeServer, catalog: None, owner: Any, project: Any) -> None:
-    from generations.services import RetryLater, generation_create, generation_run
+    from generations.attempts import RetryLater
+    from generations.runner import generation_run
+    from generations.services import generation_create
 
     fake.state.update(veo_pending_polls=1, fail=[{"route": "fetchPredictOperation", "code": 503, "message": "Busy."}])
     generation = generation_create(user=owner, project_id=project.pk, model_id="google/veo-3.0-fast-generate-001",
@@ -624,12 +629,13 @@ def test_a_veo_job_the_user_cancels_still_renders_and_is_delivered_and_charged(f
     # runner polls on after the cancel and delivers it under the cancel rule (docs/providers/fal.md, "Cancel").
     from datetime import timedelta
 
-    from generations import services
+    from generations import attempts
     from generations.models import Generation
     from generations.providers.registry import get_provider
-    from generations.services import generation_cancel, generation_create, generation_run
+    from generations.runner import generation_run
+    from generations.services import generation_cancel, generation_create
 
-    monkeypatch.setattr(services._Run, "CANCEL_CHECK", timedelta(0))  # the runner sees the cancel at once
+    monkeypatch.setattr(attempts.Attempt, "CANCEL_CHECK", timedelta(0))  # the runner sees the cancel at once
     fake.state["veo_pending_polls"] = 4
     generation = generation_create(user=owner, project_id=project.pk, model_id="google/veo-3.0-fast-generate-001",
                                    inputs={"prompt": "x", "duration_seconds": 4})

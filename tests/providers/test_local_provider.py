@@ -24,7 +24,8 @@ from billing.services import credits_summary
 from generations.models import Status
 from generations.providers.base import AssetInput, CatalogModel, ProviderError, ProviderJob, ProviderStatus
 from generations.providers.local import LOST_MESSAGE, JobCanceled, LocalProvider, background, sketch, upscale
-from generations.services import generation_create, generation_run
+from generations.runner import generation_run
+from generations.services import generation_create
 
 SKETCH = CatalogModel(id="local/sketch", provider="local", provider_model="sketch",
                       operation="text-to-image", output_kind="image")

@@ -16,11 +16,12 @@ from PIL import Image
 from assets.models import Asset
 from assets.services import asset_create_from_bytes
 from billing.services import credits_summary
-from generations import services
+from generations import attempts
 from generations.models import Generation, Status
 from generations.providers.base import AssetInput, CatalogModel, ProviderError, ProviderJob, ProviderStatus
 from generations.providers.openai import OpenAIProvider, mask_png
-from generations.services import generation_create, generation_run
+from generations.runner import generation_run
+from generations.services import generation_create
 from tests.fakes.openai import OpenAIFake, mp3_bytes, openai_error, png_bytes, rate_limited
 from tests.fakes.server import FakeServer, LocalCA
 
@@ -442,7 +443,7 @@ def test_a_rate_limit_requeues_the_generation_and_the_next_run_completes(
     fake.state["fail_next"] = [rate_limited(4000)]
     generation = generation_create(user=owner, project_id=project.pk, model_id="openai/gpt-image-2.5-flare",
                                    inputs={"prompt": "a kite", "quality": "low"})
-    with pytest.raises(services.RetryLater) as caught:
+    with pytest.raises(attempts.RetryLater) as caught:
         generation_run(generation.pk)
     assert caught.value.countdown >= 4.0  # OpenAI's retry-after-ms wins over the shorter backoff
     generation.refresh_from_db()

@@ -12,11 +12,12 @@ import pytest
 
 from assets.models import Asset
 from billing.services import credits_summary
-from generations import services
+from generations import attempts
 from generations.models import Generation, Status
 from generations.providers.base import CatalogModel, ProviderError, ProviderJob, ProviderStatus
 from generations.providers.openrouter import OpenRouterProvider
-from generations.services import generation_create, generation_run
+from generations.runner import generation_run
+from generations.services import generation_create
 from tests.fakes.openai import OPENROUTER_COST, OpenAIFake, openrouter_error
 from tests.fakes.server import FakeServer
 
@@ -173,7 +174,7 @@ def test_a_job_with_no_content_generated_is_retried_and_the_next_attempt_deliver
     fake.state["no_content"] = ["empty"]
     generation = generation_create(user=owner, project_id=project.pk,
                                    model_id="openrouter/meta-llama/llama-3.3-70b-instruct", inputs={"prompt": "hi"})
-    with pytest.raises(services.RetryLater):
+    with pytest.raises(attempts.RetryLater):
         generation_run(generation.pk)
     generation.refresh_from_db()
     assert (generation.status, generation.error_code) == (Status.QUEUED, "")

@@ -18,7 +18,7 @@ from PIL import Image
 
 from assets.models import Asset
 from billing.services import credits_summary
-from generations import services
+from generations import attempts, dispatch, runner, services
 from generations.catalog import CATALOG_DIR
 from generations.models import Generation, Status
 from generations.providers import replicate as adapter
@@ -31,7 +31,8 @@ from generations.providers.base import (
     WebhookRejected,
 )
 from generations.providers.replicate import ReplicateProvider
-from generations.services import generation_create, generation_run
+from generations.runner import generation_run
+from generations.services import generation_create
 from tests.fakes.replicate import ReplicateFake, sign_webhook, webhook_delivery
 from tests.fakes.server import FakeServer, LocalCA
 
@@ -488,7 +489,7 @@ def test_a_throttled_create_requeues_the_job_and_the_next_run_completes_it(fake:
                                  "detail": "Request was throttled. Expected available in 5 seconds."})
     generation = generation_create(user=owner, project_id=project.pk, model_id="replicate/flux-schnell",
                                    inputs={"prompt": "a kite"})
-    with pytest.raises(services.RetryLater) as info:
+    with pytest.raises(attempts.RetryLater) as info:
         generation_run(generation.pk)
     assert info.value.countdown == 5
     generation.refresh_from_db()
@@ -530,7 +531,6 @@ def test_a_webhook_job_parks_and_a_signed_completion_callback_resumes_it(
         django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from django.urls import reverse
 
-    from generations import tasks
 
     settings.PROVIDER_WEBHOOKS = True
     settings.SITE_URL = "https://studio.example"
@@ -551,12 +551,12 @@ def test_a_webhook_job_parks_and_a_signed_completion_callback_resumes_it(
                           headers={k: v for k, v in forged.items() if k != "Content-Type"})
     assert refused.status_code == 400
     resumed: list[str] = []
-    monkeypatch.setattr(tasks.generation_resume_task, "delay", resumed.append)
+    monkeypatch.setattr(dispatch, "generation_resume_send", resumed.append)
     with django_capture_on_commit_callbacks(execute=True):
         accepted = client.post(url, body, content_type="application/json",
                                headers={k: v for k, v in headers.items() if k != "Content-Type"})
     assert accepted.status_code == 200 and resumed == [str(generation.pk)]
-    services.generation_resume(generation.pk)
+    runner.generation_resume(generation.pk)
     generation.refresh_from_db()
     assert generation.status == Status.SUCCEEDED
     assert Asset.objects.filter(generation=generation).count() == 1
@@ -583,7 +583,7 @@ def test_a_canceled_prediction_charges_nothing_and_its_billed_time_reaches_the_m
     fake.state["plan"] = {"predict_time": 4.0, "processing_polls": 50}
     generation = generation_create(user=owner, project_id=project.pk, model_id="replicate/real-esrgan",
                                    inputs={"image": upload(project, png(), "in.png"), "scale": 2})
-    monkeypatch.setattr(services._Run, "CANCEL_CHECK", timedelta(0))
+    monkeypatch.setattr(attempts.Attempt, "CANCEL_CHECK", timedelta(0))
     poll = ReplicateProvider.poll
 
     def poll_then_cancel(self: ReplicateProvider, job: ProviderJob, **kwargs: Any) -> ProviderStatus:
@@ -631,7 +631,7 @@ def test_a_billed_attempt_that_is_retried_keeps_its_cost_beside_the_successful_o
                           "predict_time": 2.0}
     generation = generation_create(user=owner, project_id=project.pk, model_id="replicate/real-esrgan",
                                    inputs={"image": upload(project, png(), "in.png"), "scale": 2})
-    with pytest.raises(services.RetryLater):
+    with pytest.raises(attempts.RetryLater):
         generation_run(generation.pk)
     generation.refresh_from_db()
     assert generation.status == Status.QUEUED and generation.provider_cost_usd == Decimal("0.000450")

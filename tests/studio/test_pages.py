@@ -15,7 +15,8 @@ from assets.models import Asset
 from assets.services import asset_create_from_bytes
 from billing.services import credits_summary
 from generations.models import Generation, Status
-from generations.services import generation_create, generation_run
+from generations.runner import generation_run
+from generations.services import generation_create
 from projects.models import Project
 from projects.services import project_create
 
