@@ -33,6 +33,7 @@ from generations.providers.text import (
     api_key_for,
     failed_after_billing,
     max_tokens_for,
+    sdk_call_error,
     text_messages,
     text_output,
     tokens_cost,
@@ -59,12 +60,10 @@ def _cached_client(api_key: str, timeout: float, base_url: str | None, ca_bundle
 
 
 def sdk_error(exc: Exception) -> ProviderError:
-    if isinstance(exc, anthropic.APITimeoutError):
-        return ProviderError(f"{LABEL} did not answer in time.", code="timeout", retryable=True)
-    if isinstance(exc, anthropic.APIConnectionError):
-        return ProviderError(f"Could not reach {LABEL}: {exc}", code="connection_error", retryable=True)
-    if not isinstance(exc, anthropic.APIStatusError):
-        return ProviderError(f"{LABEL} call failed: {exc}", code="provider_error")
+    unanswered = sdk_call_error(exc, LABEL, anthropic)
+    if unanswered is not None:
+        return unanswered
+    assert isinstance(exc, anthropic.APIStatusError)  # sdk_call_error answered every other kind
     status = exc.status_code
     message = exc.api_message or f"{LABEL} answered HTTP {status}."
     if status == 429:

@@ -50,6 +50,7 @@ from generations.providers.text import (
     chat_text,
     failed_after_billing,
     max_tokens_for,
+    sdk_call_error,
     text_messages,
     text_output,
     tokens_cost,
@@ -105,12 +106,10 @@ def _error_fields(body: Any) -> tuple[str, str, str]:
 def sdk_error(exc: Exception, label: str) -> ProviderError:
     """Map an `openai` SDK exception to a ProviderError (retryable only for 429, 5xx, timeouts and
     connection errors; `_base_client._should_retry` retries the same ones plus 408/409)."""
-    if isinstance(exc, openai.APITimeoutError):
-        return ProviderError(f"{label} did not answer in time.", code="timeout", retryable=True)
-    if isinstance(exc, openai.APIConnectionError):
-        return ProviderError(f"Could not reach {label}: {exc}", code="connection_error", retryable=True)
-    if not isinstance(exc, openai.APIStatusError):
-        return ProviderError(f"{label} call failed: {exc}", code="provider_error")
+    unanswered = sdk_call_error(exc, label, openai)
+    if unanswered is not None:
+        return unanswered
+    assert isinstance(exc, openai.APIStatusError)  # sdk_call_error answered every other kind
     status = exc.status_code
     message, kind, code = _error_fields(exc.body)
     message = message or f"{label} answered HTTP {status}."

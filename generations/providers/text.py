@@ -5,6 +5,7 @@ there is none, and token counts priced at the catalog's per-million rates."""
 from __future__ import annotations
 
 from decimal import Decimal
+from types import ModuleType
 from typing import Any
 
 from django.conf import settings
@@ -94,6 +95,19 @@ def failed_after_billing(exc: ProviderError, *, usage: dict[str, Any], cost_usd:
                           retryable=exc.retryable, usage=dict(usage), cost_usd=cost_usd)
 
 
+def sdk_call_error(exc: Exception, label: str, sdk: ModuleType) -> ProviderError | None:
+    """What the Stainless-built SDKs (`openai`, `anthropic`: the same exception classes) raise when no HTTP
+    answer came back: a timeout or a lost connection (retryable) or anything else that is not an HTTP
+    status (final). None for an HTTP error status, which each adapter maps from its provider's body."""
+    if isinstance(exc, sdk.APITimeoutError):
+        return ProviderError(f"{label} did not answer in time.", code="timeout", retryable=True)
+    if isinstance(exc, sdk.APIConnectionError):
+        return ProviderError(f"Could not reach {label}: {exc}", code="connection_error", retryable=True)
+    if not isinstance(exc, sdk.APIStatusError):
+        return ProviderError(f"{label} call failed: {exc}", code="provider_error")
+    return None
+
+
 def tokens_cost(usage: dict[str, int], prices_per_million: dict[str, Any]) -> Decimal | None:
     """USD for token counts at per-million prices from the catalog's config, e.g.
     usage {"input_tokens": 10, "output_tokens": 2} with prices {"input_tokens": "2", "output_tokens": "10"}.
@@ -108,4 +122,4 @@ def tokens_cost(usage: dict[str, int], prices_per_million: dict[str, Any]) -> De
 
 
 __all__ = ["api_key_for", "chat_messages", "chat_text", "failed_after_billing", "max_tokens_for", "no_content",
-           "text_messages", "text_output", "tokens_cost"]
+           "sdk_call_error", "text_messages", "text_output", "tokens_cost"]
