@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import IntegrityError, transaction
 
 from core.errors import Conflict, InvalidRequest
+from core.text import description_clean, name_clean
 from projects.models import DESCRIPTION_MAX, NAME_MAX, Project
 
 if TYPE_CHECKING:
@@ -34,20 +35,12 @@ def _clean_fallback_ids(ids: Any) -> list[str]:
 
 
 def _clean_name(name: Any) -> str:
-    name = str(name).strip()
-    if not name:
-        raise InvalidRequest("A project needs a name.", fields={"name": ["A project needs a name."]})
-    if len(name) > NAME_MAX:
-        raise InvalidRequest(f"A project name is at most {NAME_MAX} characters.",
-                             fields={"name": [f"At most {NAME_MAX} characters."]})
-    return name
+    return name_clean(name, max_length=NAME_MAX, missing="A project needs a name.", any_type=True,
+                      too_long=f"A project name is at most {NAME_MAX} characters.")
 
 
 def _clean_description(description: Any) -> str:
-    if not isinstance(description, str) or len(description) > DESCRIPTION_MAX:
-        raise InvalidRequest(f"A description is text of at most {DESCRIPTION_MAX} characters.",
-                             fields={"description": [f"At most {DESCRIPTION_MAX} characters."]})
-    return description
+    return description_clean(description, max_length=DESCRIPTION_MAX)
 
 
 @transaction.atomic

@@ -28,6 +28,8 @@ from assets.library.selectors import asset_list_for_user, ready_thumb_small
 from assets.models import Asset, Collection, CollectionItem
 from core.errors import Conflict, InvalidRequest
 from core.lookups import by_id_or_404, id_list_clean
+from core.text import description_clean, name_clean
+from projects.selectors import project_get_for_user
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser
@@ -91,27 +93,17 @@ def collections_containing(user: User, asset: Asset) -> QuerySet[Collection]:
 # --- services --------------------------------------------------------------------------------------------
 
 def _clean_name(name: Any) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidRequest("A collection needs a name.", fields={"name": ["Required."]})
-    name = " ".join(name.split())
-    if len(name) > MAX_NAME:
-        raise InvalidRequest(f"A collection's name is at most {MAX_NAME} characters.",
-                             fields={"name": [f"At most {MAX_NAME} characters."]})
-    return name
+    return name_clean(name, max_length=MAX_NAME, missing="A collection needs a name.", missing_field="Required.",
+                      too_long=f"A collection's name is at most {MAX_NAME} characters.", collapse_spaces=True)
 
 
 def _clean_description(description: Any) -> str:
-    if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
-        raise InvalidRequest(f"A description is text of at most {MAX_DESCRIPTION} characters.",
-                             fields={"description": [f"At most {MAX_DESCRIPTION} characters."]})
-    return description.strip()
+    return description_clean(description, max_length=MAX_DESCRIPTION, strip=True)
 
 
 def _project_or_none(user: User, project_id: Any) -> Project | None:
     if project_id in (None, ""):
         return None
-    from projects.selectors import project_get_for_user
-
     return project_get_for_user(user, project_id, write=True)
 
 
