@@ -14,35 +14,23 @@ import pytest
 from assets.models import Asset
 from billing.services import credits_summary
 from generations import attempts
+from generations.inputs import InvalidRequest
 from generations.models import Generation, Status
 from generations.providers.anthropic import AnthropicProvider, message_cost
 from generations.providers.base import CatalogModel, ProviderError, ProviderJob, ProviderStatus
 from generations.runner import generation_run
 from generations.services import generation_create
 from tests.fakes.anthropic import AnthropicFake, anthropic_error, overloaded, rate_limited
-from tests.fakes.server import FakeServer
+from tests.fakes.server import FakeApi
+from tests.providers.support import poll_to_end, run_pipeline
 
 provider = AnthropicProvider()
 SONNET_PRICES = {"input_tokens": "2", "output_tokens": "10"}
 
 
 @pytest.fixture(scope="module")
-def fake_server() -> Any:
-    with FakeServer(AnthropicFake) as server:
-        yield server
-
-
-@pytest.fixture
-def fake(fake_server: Any, settings: Any) -> Any:
-    fake_server.requests.clear()
-    fake_server.state.clear()
-    settings.PROVIDER_BASE_URLS = {**settings.PROVIDER_BASE_URLS, "anthropic": fake_server.url}
-    settings.PROVIDER_KEYS = {**settings.PROVIDER_KEYS, "anthropic": "test-key"}
-    settings.GENERATION_POLL_INTERVAL = 0.01
-    yield fake_server
-    gate = fake_server.state.get("gate")
-    if gate is not None:
-        gate.set()
+def fake_api() -> FakeApi:
+    return FakeApi(AnthropicFake, "anthropic")
 
 
 def model(**config: Any) -> CatalogModel:
@@ -52,13 +40,7 @@ def model(**config: Any) -> CatalogModel:
 
 
 def run(job: ProviderJob) -> ProviderStatus:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        status = provider.poll(job)
-        if status.terminal:
-            return status
-        time.sleep(0.01)
-    raise AssertionError("the call did not finish")
+    return poll_to_end(provider, job)[-1]
 
 
 def submit(inputs: dict[str, Any], *, key: str = "test-key", **config: Any) -> ProviderStatus:
@@ -196,13 +178,6 @@ def test_check_credentials_lists_models_and_names_a_bad_key(fake: Any) -> None:
 
 # --- worked examples through the pipeline -----------------------------------------------------------------
 
-def run_pipeline(owner: Any, project: Any, model_id: str, inputs: dict[str, Any]) -> Generation:
-    generation = generation_create(user=owner, project_id=project.pk, model_id=model_id, inputs=inputs)
-    generation_run(generation.pk)
-    generation.refresh_from_db()
-    return generation
-
-
 @pytest.mark.django_db
 @pytest.mark.parametrize(("model_id", "inputs"), [
     ("anthropic/claude-sonnet-5-5", {"prompt": "Pitch a short film about a lighthouse keeper"}),
@@ -293,8 +268,6 @@ def test_max_credits_caps_the_charge_when_the_job_costs_even_more(fake: Any, own
 @pytest.mark.django_db
 def test_max_credits_below_the_estimate_is_refused_naming_the_field(fake: Any, owner: Any, project: Any,
                                                                    catalog: None) -> None:
-    from generations.inputs import InvalidRequest
-
     with pytest.raises(InvalidRequest) as refused:
         generation_create(user=owner, project_id=project.pk, model_id="anthropic/claude-sonnet-5-5",
                           inputs={"prompt": "hi"}, max_credits=0)

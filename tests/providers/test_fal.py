@@ -8,7 +8,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from importlib.util import find_spec
 from pathlib import Path
@@ -18,16 +18,23 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from PIL import Image
 
+from assets.models import Asset
+from assets.services import asset_create_from_bytes
+from billing.models import Hold
+from billing.services import credits_summary
+from generations import attempts, runner, services
+from generations.models import Generation, Status
 from generations.providers.base import (
-    AssetInput,
     CatalogModel,
     ProviderError,
     ProviderJob,
     ProviderStatus,
     WebhookRejected,
 )
+from generations.providers.fal import webhook as fal_webhook
 from generations.providers.fal.adapter import FalProvider
 from generations.providers.fal.errors import detail_message
+from tests.fakes.assets import InMemoryAsset
 from tests.fakes.fal import (
     FalFakeServer,
     make_image,
@@ -37,6 +44,8 @@ from tests.fakes.fal import (
     webhook_delivery,
 )
 from tests.fakes.server import FakeServer, LocalCA
+from tests.providers.conftest import CancelDuringPoll
+from tests.providers.support import poll_to_end
 
 CATALOG_FILE = Path(__file__).resolve().parents[2] / "generations" / "catalog" / "fal.json"
 CATALOG = {entry["id"]: entry for entry in json.loads(CATALOG_FILE.read_text())["models"]}
@@ -50,14 +59,6 @@ def catalog_model(model_id: str, **config: Any) -> CatalogModel:
 
 
 SCHNELL = "fal-ai/flux/schnell"
-
-
-@dataclass
-class InMemoryAsset(AssetInput):
-    data: bytes = b""
-
-    def read(self) -> bytes:
-        return self.data
 
 
 def image_asset(data: bytes, name: str = "photo.png") -> InMemoryAsset:
@@ -90,13 +91,7 @@ def provider() -> FalProvider:
 
 
 def run_to_end(provider: FalProvider, job: ProviderJob, limit: int = 20) -> list[ProviderStatus]:
-    statuses = []
-    for _ in range(limit):
-        status = provider.poll(job)
-        statuses.append(status)
-        if status.terminal:
-            return statuses
-    raise AssertionError(f"job {job.request_id} did not finish in {limit} polls")
+    return poll_to_end(provider, job, polls=limit)
 
 
 def submits(server: FakeServer) -> list[dict[str, Any]]:
@@ -528,8 +523,6 @@ def test_a_forger_cannot_use_up_the_refetch_a_webhook_signed_with_a_rotated_key_
 
 def test_refetches_from_many_addresses_stop_at_the_ceiling(fal: FakeServer, provider: FalProvider,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from generations.providers.fal import webhook as fal_webhook
-
     monkeypatch.setattr(fal_webhook, "JWKS_REFRESH_MAX_PER_WINDOW", 2)
     body = webhook_delivery(fal, "req-1", payload={"images": []})
     for n in range(4):
@@ -542,18 +535,12 @@ def test_refetches_from_many_addresses_stop_at_the_ceiling(fal: FakeServer, prov
 # --- through the pipeline -------------------------------------------------------------------------
 
 def upload(project: Any, data: bytes, name: str = "input.png") -> Any:
-    from assets.services import asset_create_from_bytes
-
     return asset_create_from_bytes(project=project, data=data, name=name)
 
 
 @pytest.mark.django_db
 def test_the_pipeline_requeues_a_rate_limited_submit_honouring_retry_after(
         fal: FakeServer, owner: Any, project: Any, catalog: None) -> None:
-    from billing.services import credits_summary
-    from generations import attempts, runner, services
-    from generations.models import Generation, Status
-
     fal.state["fail_submit"] = [{"status": 429, "body": {"detail": "Too many concurrent requests"},
                                  "headers": {"Retry-After": "7"}}]
     generation = services.generation_create(user=owner, project_id=project.pk, model_id=SCHNELL,
@@ -574,10 +561,6 @@ def test_the_pipeline_requeues_a_rate_limited_submit_honouring_retry_after(
 ])
 def test_a_final_error_fails_the_generation_and_releases_the_hold(
         fal: FakeServer, owner: Any, project: Any, catalog: None, outcome: dict[str, Any], code: str) -> None:
-    from billing.services import credits_summary
-    from generations import runner, services
-    from generations.models import Status
-
     before = credits_summary(user=owner).balance
     fal.state["outcomes"] = [outcome]
     generation = services.generation_create(user=owner, project_id=project.pk, model_id=SCHNELL,
@@ -593,10 +576,6 @@ def test_a_final_error_fails_the_generation_and_releases_the_hold(
 @pytest.mark.django_db
 def test_a_bad_platform_key_fails_the_generation_and_releases_the_hold(
         fal: FakeServer, owner: Any, project: Any, catalog: None, settings: Any) -> None:
-    from billing.services import credits_summary
-    from generations import runner, services
-    from generations.models import Status
-
     settings.PROVIDER_KEYS = {**settings.PROVIDER_KEYS, "fal": "revoked-key"}
     generation = services.generation_create(user=owner, project_id=project.pk, model_id=SCHNELL,
                                             inputs={"prompt": "a fox"})
@@ -631,11 +610,6 @@ WORKED_EXAMPLES = [
 @pytest.mark.parametrize("model_id, inputs", WORKED_EXAMPLES, ids=[m for m, _ in WORKED_EXAMPLES])
 def test_worked_example_runs_through_the_pipeline_to_stored_assets_and_a_charge(
         fal: FakeServer, owner: Any, project: Any, catalog: None, model_id: str, inputs: dict[str, Any]) -> None:
-    from assets.models import Asset
-    from billing.services import credits_summary
-    from generations import runner, services
-    from generations.models import Status
-
     image, mask = upload(project, make_image("PNG", (96, 64))), upload(project, make_image("PNG", (96, 64), 9), "m.png")
     filled = {k: str(image.pk) if v == "@image" else str(mask.pk) if v == "@mask" else v for k, v in inputs.items()}
     generation = services.generation_create(user=owner, project_id=project.pk, model_id=model_id, inputs=filled)
@@ -659,10 +633,6 @@ def test_worked_example_runs_through_the_pipeline_to_stored_assets_and_a_charge(
 @pytest.mark.django_db
 def test_a_job_submitted_with_a_webhook_is_parked_and_finished_after_fals_signed_callback(
         fal: FakeServer, owner: Any, project: Any, catalog: None, settings: Any, client: Any) -> None:
-    from assets.models import Asset
-    from generations import runner, services
-    from generations.models import Generation, Status
-
     settings.PROVIDER_WEBHOOKS = True
     settings.SITE_URL = "https://studio.example"
     fal.state.update(queue_polls=0, progress_polls=0)
@@ -692,27 +662,13 @@ def test_a_job_submitted_with_a_webhook_is_parked_and_finished_after_fals_signed
 
 # --- cancel through the pipeline: a cancel is a request ---------------------------------------------
 
-def cancel_once_running(monkeypatch: pytest.MonkeyPatch, owner: Any, generation_id: Any) -> None:
+def cancel_once_running(cancel_during_poll: CancelDuringPoll, owner: Any, generation_id: Any) -> None:
     """The user presses cancel as soon as the job is seen running; the runner checks on every poll."""
-    from datetime import timedelta
-
-    from generations import attempts, services
-
-    monkeypatch.setattr(attempts.Attempt, "CANCEL_CHECK", timedelta(0))
-    poll = FalProvider.poll
-
-    def poll_then_cancel(self: FalProvider, job: ProviderJob, **kwargs: Any) -> ProviderStatus:
-        status = poll(self, job, **kwargs)
-        if status.state == "running" and not fal_requests_cancelled(generation_id):
-            services.generation_cancel(user=owner, generation_id=generation_id)
-        return status
-
-    monkeypatch.setattr(FalProvider, "poll", poll_then_cancel)
+    cancel_during_poll("fal", lambda: services.generation_cancel(user=owner, generation_id=generation_id),
+                       when=lambda status, _: status.state == "running" and not fal_requests_cancelled(generation_id))
 
 
 def fal_requests_cancelled(generation_id: Any) -> bool:
-    from generations.models import Generation
-
     return Generation.objects.filter(pk=generation_id, cancel_requested=True).exists()
 
 
@@ -725,18 +681,12 @@ def log_text(generation: Any) -> str:
                                      {"kind": "success", "completes_before_cancel": True}],
                          ids=["202-then-the-app-finishes", "already-completed"])
 def test_a_job_that_finishes_despite_the_users_cancel_is_stored_and_charged_as_a_success(
-        fal: FakeServer, owner: Any, project: Any, catalog: None, monkeypatch: pytest.MonkeyPatch,
+        fal: FakeServer, owner: Any, project: Any, catalog: None, cancel_during_poll: CancelDuringPoll,
         outcome: dict[str, Any]) -> None:
-    from assets.models import Asset
-    from billing.models import Hold
-    from billing.services import credits_summary
-    from generations import runner, services
-    from generations.models import Generation, Status
-
     fal.state.update(progress_polls=3, outcomes=[outcome])
     generation = services.generation_create(user=owner, project_id=project.pk, model_id=SCHNELL,
                                             inputs={"prompt": "a fox"})
-    cancel_once_running(monkeypatch, owner, generation.pk)
+    cancel_once_running(cancel_during_poll, owner, generation.pk)
     runner.generation_run(generation.pk)
 
     generation = Generation.objects.get(pk=generation.pk)
@@ -754,15 +704,11 @@ def test_a_job_that_finishes_despite_the_users_cancel_is_stored_and_charged_as_a
 
 @pytest.mark.django_db
 def test_a_job_the_app_stops_after_the_cancel_is_canceled_with_nothing_charged(
-        fal: FakeServer, owner: Any, project: Any, catalog: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    from billing.services import credits_summary
-    from generations import runner, services
-    from generations.models import Generation, Status
-
+        fal: FakeServer, owner: Any, project: Any, catalog: None, cancel_during_poll: CancelDuringPoll) -> None:
     fal.state["progress_polls"] = 3
     generation = services.generation_create(user=owner, project_id=project.pk, model_id=SCHNELL,
                                             inputs={"prompt": "a fox"})
-    cancel_once_running(monkeypatch, owner, generation.pk)
+    cancel_once_running(cancel_during_poll, owner, generation.pk)
     runner.generation_run(generation.pk)
 
     generation = Generation.objects.get(pk=generation.pk)
@@ -777,19 +723,13 @@ def test_a_job_the_app_stops_after_the_cancel_is_canceled_with_nothing_charged(
 
 @pytest.mark.django_db
 def test_the_runner_gives_up_on_a_cancel_the_app_never_ends_once_the_grace_is_over(
-        fal: FakeServer, owner: Any, project: Any, catalog: None, monkeypatch: pytest.MonkeyPatch,
+        fal: FakeServer, owner: Any, project: Any, catalog: None, cancel_during_poll: CancelDuringPoll,
         settings: Any) -> None:
-    from datetime import timedelta
-
-    from billing.services import credits_summary
-    from generations import runner, services
-    from generations.models import Generation, Status
-
     settings.GENERATION_CANCEL_GRACE = timedelta(seconds=0.2)
     fal.state.update(progress_polls=100_000, outcomes=[{"kind": "success", "after_cancel": "finish"}])
     generation = services.generation_create(user=owner, project_id=project.pk, model_id=SCHNELL,
                                             inputs={"prompt": "a fox"})
-    cancel_once_running(monkeypatch, owner, generation.pk)
+    cancel_once_running(cancel_during_poll, owner, generation.pk)
     started = time.monotonic()
     runner.generation_run(generation.pk)
 
@@ -803,10 +743,6 @@ def test_the_runner_gives_up_on_a_cancel_the_app_never_ends_once_the_grace_is_ov
 @pytest.mark.django_db
 def test_outputs_without_content_type_file_name_or_extension_are_stored_by_their_bytes(
         fal: FakeServer, owner: Any, project: Any, catalog: None) -> None:
-    from assets.models import Asset
-    from generations import runner, services
-    from generations.models import Generation, Status
-
     fal.state["outcomes"] = [{"kind": "success", "bare_files": True, "opaque_urls": True}]
     generation = services.generation_create(user=owner, project_id=project.pk, model_id=SCHNELL,
                                             inputs={"prompt": "a fox", "num_images": 2})

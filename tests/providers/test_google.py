@@ -11,8 +11,6 @@ import io
 import json
 import socket
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,10 +18,21 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from generations.providers.base import AssetInput, CatalogModel, ProviderError, ProviderJob, ProviderStatus
+from assets.models import Asset
+from assets.services import asset_create_from_bytes
+from billing.services import credits_summary
+from core.errors import InvalidRequest
+from generations.attempts import RetryLater
+from generations.models import Generation
+from generations.providers.base import CatalogModel, ProviderError, ProviderJob, ProviderStatus
 from generations.providers.google.adapter import GoogleProvider
+from generations.runner import generation_run
+from generations.services import generation_cancel, generation_create
+from tests.fakes.assets import InMemoryAsset
 from tests.fakes.google import FAKE_PROJECT, MP4_BYTES, GoogleFakeHandler, png_bytes
-from tests.fakes.server import FakeServer, LocalCA
+from tests.fakes.server import FakeApi, FakeServer, LocalCA
+from tests.providers.conftest import CancelDuringPoll
+from tests.providers.support import poll_to_end, run_pipeline
 
 CATALOG = json.loads((Path(__file__).resolve().parents[2] / "generations/catalog/google.json").read_text())
 ENTRIES = {entry["id"]: entry for entry in CATALOG["models"]}
@@ -36,33 +45,13 @@ def catalog_model(model_id: str) -> CatalogModel:
                         config=entry.get("config", {}))
 
 
-@dataclass
-class InMemoryAsset(AssetInput):
-    data: bytes = b""
-
-    def read(self) -> bytes:
-        return self.data
-
-
 def asset(data: bytes, *, kind: str = "image", mime: str = "image/png", name: str = "frame.png") -> InMemoryAsset:
     return InMemoryAsset(id="a1", kind=kind, mime=mime, name=name, storage_name="", size=len(data), data=data)
 
 
 @pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeServer]:
-    # One server for the module (stopping one takes half a second: serve_forever's poll interval).
-    with FakeServer(GoogleFakeHandler) as server:
-        yield server
-
-
-@pytest.fixture
-def fake(fake_server: FakeServer, settings: Any) -> FakeServer:
-    fake_server.state.clear()
-    fake_server.requests.clear()
-    settings.PROVIDER_BASE_URLS = {**settings.PROVIDER_BASE_URLS, "google": fake_server.url}
-    settings.PROVIDER_KEYS = {**settings.PROVIDER_KEYS, "google": "test-key"}
-    settings.GENERATION_POLL_INTERVAL = 0.01
-    return fake_server
+def fake_api() -> FakeApi:
+    return FakeApi(GoogleFakeHandler, "google")
 
 
 @pytest.fixture
@@ -75,14 +64,7 @@ KEY = {"api_key": "test-key"}
 
 def run_to_end(provider: GoogleProvider, job: ProviderJob, limit: float = 10.0) -> list[ProviderStatus]:
     """Every status up to the terminal one. Synchronous calls run on a thread, so `running` may repeat."""
-    statuses = []
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        statuses.append(provider.poll(job))
-        if statuses[-1].terminal:
-            return statuses
-        time.sleep(0.005)
-    raise AssertionError(f"still running after {limit}s: {statuses[-1]}")
+    return poll_to_end(provider, job, seconds=limit, pause=0.005)
 
 
 def finish(provider: GoogleProvider, model_id: str, inputs: dict[str, Any],
@@ -444,24 +426,10 @@ def test_without_credentials_the_platform_key_is_used_and_without_any_key_it_fai
 # --- worked examples through the pipeline -----------------------------------------------------------------
 
 def _upload(project: Any, data: bytes, name: str) -> Any:
-    from assets.services import asset_create_from_bytes
-
     return asset_create_from_bytes(project=project, data=data, name=name)
 
 
-def _run(owner: Any, project: Any, model_id: str, inputs: dict[str, Any]) -> Any:
-    from generations.runner import generation_run
-    from generations.services import generation_create
-
-    generation = generation_create(user=owner, project_id=project.pk, model_id=model_id, inputs=inputs)
-    generation_run(generation.pk)
-    generation.refresh_from_db()
-    return generation
-
-
 def _stored(generation: Any) -> list[bytes]:
-    from assets.models import Asset
-
     out = []
     for stored in Asset.objects.filter(generation=generation).order_by("created_at"):
         with stored.file.open("rb") as fh:
@@ -470,8 +438,6 @@ def _stored(generation: Any) -> list[bytes]:
 
 
 def _balance(user: Any) -> tuple[int, int]:
-    from billing.services import credits_summary
-
     summary = credits_summary(user=user)
     return summary.balance, summary.held
 
@@ -485,7 +451,7 @@ def _balance(user: Any) -> tuple[int, int]:
 def test_worked_example_text_generation(fake: FakeServer, catalog: None, owner: Any, project: Any,
                                         model_id: str, inputs: dict[str, Any], expected: bytes) -> None:
     fake.state["text"] = "Fade in on the tagline."
-    generation = _run(owner, project, model_id, inputs)
+    generation = run_pipeline(owner, project, model_id, inputs)
     assert generation.status == "succeeded", generation.error_message
     assert _stored(generation) == [expected]
     assert generation.credits_charged >= 1 and _balance(owner) == (500 - generation.credits_charged, 0)
@@ -497,7 +463,7 @@ def test_worked_example_text_generation(fake: FakeServer, catalog: None, owner: 
 def test_worked_example_text_to_image_with_gemini(fake: FakeServer, catalog: None, owner: Any, project: Any) -> None:
     picture = png_bytes((80, 80), (10, 200, 90))
     fake.state["image"] = picture
-    generation = _run(owner, project, "google/gemini-2.5-flash-image", {"prompt": "a green square"})
+    generation = run_pipeline(owner, project, "google/gemini-2.5-flash-image", {"prompt": "a green square"})
     assert generation.status == "succeeded", generation.error_message
     assert _stored(generation) == [picture]
     # 3 input tokens at $0.30/1M + 1290 image tokens at $30/1M = $0.0387009, rounded up to 6 places.
@@ -509,7 +475,7 @@ def test_worked_example_text_to_image_with_gemini(fake: FakeServer, catalog: Non
 def test_worked_example_text_to_image_with_imagen(fake: FakeServer, catalog: None, owner: Any, project: Any) -> None:
     picture = png_bytes((64, 48))
     fake.state["image"] = picture
-    generation = _run(owner, project, "google/imagen-4.0-generate-001", {"prompt": "a fox", "num_images": 2})
+    generation = run_pipeline(owner, project, "google/imagen-4.0-generate-001", {"prompt": "a fox", "num_images": 2})
     assert generation.status == "succeeded", generation.error_message
     assert _stored(generation) == [picture, picture]
     assert generation.provider_cost_usd == Decimal("0.08") and generation.credits_charged == 8
@@ -521,7 +487,7 @@ def test_worked_example_image_edit(fake: FakeServer, catalog: None, owner: Any, 
     source = _upload(project, png_bytes((40, 40), (250, 0, 0)), "red.png")
     edited = png_bytes((40, 40), (0, 0, 250))
     fake.state["image"] = edited
-    generation = _run(owner, project, "google/gemini-2.5-flash-image/edit",
+    generation = run_pipeline(owner, project, "google/gemini-2.5-flash-image/edit",
                       {"image": str(source.pk), "prompt": "make it blue"})
     assert generation.status == "succeeded", generation.error_message
     assert _stored(generation) == [edited]
@@ -536,7 +502,7 @@ def test_worked_example_image_edit(fake: FakeServer, catalog: None, owner: Any, 
 def test_worked_example_text_to_video(fake: FakeServer, catalog: None, owner: Any, project: Any,
                                       model_id: str, seconds: int, credits: int) -> None:
     fake.state["veo_pending_polls"] = 2
-    generation = _run(owner, project, model_id, {"prompt": "waves at dusk", "duration_seconds": seconds})
+    generation = run_pipeline(owner, project, model_id, {"prompt": "waves at dusk", "duration_seconds": seconds})
     assert generation.status == "succeeded", generation.error_message
     assert _stored(generation) == [MP4_BYTES]
     assert generation.credits_charged == credits and _balance(owner) == (500 - credits, 0)
@@ -547,7 +513,7 @@ def test_worked_example_text_to_video(fake: FakeServer, catalog: None, owner: An
 @pytest.mark.django_db
 def test_worked_example_image_to_video(fake: FakeServer, catalog: None, owner: Any, project: Any) -> None:
     frame = _upload(project, png_bytes((64, 36)), "frame.png")
-    generation = _run(owner, project, "google/veo-3.0-fast-generate-001/image-to-video",
+    generation = run_pipeline(owner, project, "google/veo-3.0-fast-generate-001/image-to-video",
                       {"image": str(frame.pk), "prompt": "the camera pushes in", "duration_seconds": 4})
     assert generation.status == "succeeded", generation.error_message
     assert _stored(generation) == [MP4_BYTES]
@@ -564,10 +530,6 @@ def _stored_input(server: FakeServer) -> bytes:
 @pytest.mark.django_db
 def test_a_rate_limited_job_is_retried_by_the_pipeline_and_then_completes(fake: FakeServer, catalog: None,
                                                                         owner: Any, project: Any) -> None:
-    from generations.attempts import RetryLater
-    from generations.runner import generation_run
-    from generations.services import generation_create
-
     fake.state["fail"] = [{"route": "generateContent", "code": 429, "retry_delay": "5s", "message": "Quota."}]
     generation = generation_create(user=owner, project_id=project.pk, model_id="google/gemini-2.5-flash",
                                    inputs={"prompt": "hi"})
@@ -584,10 +546,6 @@ def test_a_rate_limited_job_is_retried_by_the_pipeline_and_then_completes(fake: 
 @pytest.mark.django_db
 def test_a_failing_veo_poll_is_retried_on_the_same_operation_without_a_second_submit(
         fake: FakeServer, catalog: None, owner: Any, project: Any) -> None:
-    from generations.attempts import RetryLater
-    from generations.runner import generation_run
-    from generations.services import generation_create
-
     fake.state.update(veo_pending_polls=1, fail=[{"route": "fetchPredictOperation", "code": 503, "message": "Busy."}])
     generation = generation_create(user=owner, project_id=project.pk, model_id="google/veo-3.0-fast-generate-001",
                                    inputs={"prompt": "x", "duration_seconds": 4})
@@ -616,41 +574,22 @@ def test_a_final_error_fails_the_generation_with_googles_message_and_charges_not
         fake: FakeServer, catalog: None, owner: Any, project: Any, model_id: str, script: dict[str, Any],
         code: str, message: str) -> None:
     fake.state.update(script)
-    generation = _run(owner, project, model_id, {"prompt": "something"})
+    generation = run_pipeline(owner, project, model_id, {"prompt": "something"})
     assert (generation.status, generation.error_code, generation.error_message) == ("failed", code, message)
     assert _balance(owner) == (500, 0) and generation.credits_charged == 0
 
 
 @pytest.mark.django_db
-def test_a_veo_job_the_user_cancels_still_renders_and_is_delivered_and_charged(fake: FakeServer, catalog: None,
-                                                                              owner: Any, project: Any,
-                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_veo_job_the_user_cancels_still_renders_and_is_delivered_and_charged(
+        fake: FakeServer, catalog: None, owner: Any, project: Any, cancel_during_poll: CancelDuringPoll) -> None:
     # google-genai 3.4.0 cannot cancel an operation, so Google renders (and bills) the video anyway; the
     # runner polls on after the cancel and delivers it under the cancel rule (docs/providers/fal.md, "Cancel").
-    from datetime import timedelta
-
-    from generations import attempts
-    from generations.models import Generation
-    from generations.providers.registry import get_provider
-    from generations.runner import generation_run
-    from generations.services import generation_cancel, generation_create
-
-    monkeypatch.setattr(attempts.Attempt, "CANCEL_CHECK", timedelta(0))  # the runner sees the cancel at once
     fake.state["veo_pending_polls"] = 4
     generation = generation_create(user=owner, project_id=project.pk, model_id="google/veo-3.0-fast-generate-001",
                                    inputs={"prompt": "x", "duration_seconds": 4})
-    google = get_provider("google")
-    real_poll = google.poll
-    polls = 0
-
-    def poll_then_user_cancels(job: ProviderJob) -> ProviderStatus:
-        nonlocal polls
-        polls += 1
-        if polls == 2:  # the user presses cancel while Veo renders
-            generation_cancel(user=owner, generation_id=generation.pk)
-        return real_poll(job)
-
-    monkeypatch.setattr(google, "poll", poll_then_user_cancels)
+    # The user presses cancel while Veo renders.
+    cancel_during_poll("google", lambda: generation_cancel(user=owner, generation_id=generation.pk),
+                       when=lambda status, polls: polls == 2)
     generation_run(generation.pk)
     generation = Generation.objects.get(pk=generation.pk)
     assert generation.status == "succeeded" and generation.credits_charged > 0
@@ -661,9 +600,6 @@ def test_a_veo_job_the_user_cancels_still_renders_and_is_delivered_and_charged(f
 
 @pytest.mark.django_db
 def test_a_script_breakdown_needs_pasted_text_or_a_file(catalog: None, owner: Any, project: Any) -> None:
-    from core.errors import InvalidRequest
-    from generations.services import generation_create
-
     with pytest.raises(InvalidRequest):
         generation_create(user=owner, project_id=project.pk, model_id="google/gemini-2.5-flash/script-breakdown",
                           inputs={})

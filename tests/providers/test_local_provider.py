@@ -9,10 +9,10 @@ from __future__ import annotations
 import io
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 import pytest
 import pyvips
@@ -22,10 +22,12 @@ from assets.models import Asset
 from assets.services import asset_create_from_bytes
 from billing.services import credits_summary
 from generations.models import Status
-from generations.providers.base import AssetInput, CatalogModel, ProviderError, ProviderJob, ProviderStatus
+from generations.providers.base import CatalogModel, ProviderError, ProviderJob, ProviderStatus
 from generations.providers.local import LOST_MESSAGE, JobCanceled, LocalProvider, background, sketch, upscale
 from generations.runner import generation_run
 from generations.services import generation_create
+from tests.fakes.assets import image_asset
+from tests.providers.support import poll_to_end
 
 SKETCH = CatalogModel(id="local/sketch", provider="local", provider_model="sketch",
                       operation="text-to-image", output_kind="image")
@@ -34,21 +36,6 @@ UPSCALE = CatalogModel(id="local/upscale", provider="local", provider_model="ups
 REMOVE_BACKGROUND = CatalogModel(id="local/remove-background", provider="local",
                                  provider_model="remove-background", operation="background-removal",
                                  output_kind="image")
-
-
-@dataclass
-class InMemoryAsset(AssetInput):
-    """An AssetInput whose bytes live in memory instead of Django storage."""
-
-    data: bytes = b""
-
-    def read(self) -> bytes:
-        return self.data
-
-
-def image_asset(data: bytes, name: str = "picture.png", **extra: Any) -> InMemoryAsset:
-    return InMemoryAsset(id="a1", kind="image", mime="image/png", name=name, storage_name="",
-                         size=len(data), data=data, **extra)
 
 
 def no_report(progress: int, log: str | None = None) -> None:
@@ -66,15 +53,7 @@ def pixels(png: bytes) -> np.ndarray:
 
 
 def poll_until_done(provider: LocalProvider, job: ProviderJob, timeout: float = 30.0) -> list[ProviderStatus]:
-    statuses = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = provider.poll(job)
-        statuses.append(status)
-        if status.terminal:
-            return statuses
-        time.sleep(0.01)
-    raise AssertionError(f"job {job.request_id} did not finish within {timeout} s")
+    return poll_to_end(provider, job, seconds=timeout)
 
 
 def cartoon_person(width: int = 384, height: int = 384) -> Image.Image:
@@ -99,11 +78,6 @@ def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-@pytest.fixture(autouse=True)
-def no_step_pause(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sketch, "STEP_SECONDS", 0.0)
 
 
 @pytest.fixture
@@ -320,8 +294,6 @@ def test_remove_background_cuts_a_person_out_as_an_rgba_png_of_the_same_size(
 
 def grace_hopper() -> bytes:
     """A real photograph of a person: matplotlib's sample image (matplotlib comes with mediapipe)."""
-    import matplotlib
-
     return (Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").read_bytes()
 
 

@@ -23,30 +23,16 @@ from generations.providers.openai import OpenAIProvider, mask_png
 from generations.runner import generation_run
 from generations.services import generation_create
 from tests.fakes.openai import OpenAIFake, mp3_bytes, openai_error, png_bytes, rate_limited
-from tests.fakes.server import FakeServer, LocalCA
+from tests.fakes.server import FakeApi, FakeServer, LocalCA
+from tests.providers.support import poll_to_end, run_pipeline
 
 IMAGE_PRICES = {"text_input_tokens": "5", "image_input_tokens": "8", "image_output_tokens": "30"}
 provider = OpenAIProvider()
 
 
 @pytest.fixture(scope="module")
-def fake_server() -> Any:
-    # One server per module: shutting a FakeServer down waits out serve_forever's 0.5 s poll.
-    with FakeServer(OpenAIFake) as server:
-        yield server
-
-
-@pytest.fixture
-def fake(fake_server: Any, settings: Any) -> Any:
-    fake_server.requests.clear()
-    fake_server.state.clear()
-    settings.PROVIDER_BASE_URLS = {**settings.PROVIDER_BASE_URLS, "openai": f"{fake_server.url}/v1"}
-    settings.PROVIDER_KEYS = {**settings.PROVIDER_KEYS, "openai": "test-key"}
-    settings.GENERATION_POLL_INTERVAL = 0.01
-    yield fake_server
-    gate = fake_server.state.get("gate")
-    if gate is not None:
-        gate.set()  # let a call still waiting in the fake finish
+def fake_api() -> FakeApi:
+    return FakeApi(OpenAIFake, "openai", "/v1")
 
 
 class MemoryAsset(AssetInput):
@@ -72,15 +58,8 @@ def model(operation: str = "text-to-image", provider_model: str = "gpt-image-2.5
 
 
 def run(job: ProviderJob, *, timeout: float = 10) -> tuple[ProviderStatus, list[ProviderStatus]]:
-    seen: list[ProviderStatus] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = provider.poll(job)
-        seen.append(status)
-        if status.terminal:
-            return status, seen
-        time.sleep(0.01)
-    raise AssertionError("the call did not finish")
+    seen = poll_to_end(provider, job, seconds=timeout)
+    return seen[-1], seen
 
 
 def posts(fake: Any, path: str) -> list[dict[str, Any]]:
@@ -351,13 +330,6 @@ def test_it_trusts_the_configured_ca_bundle_for_a_tls_endpoint(settings: Any, tm
 
 def upload(project: Any, data: bytes, name: str) -> str:
     return str(asset_create_from_bytes(project=project, data=data, name=name).pk)
-
-
-def run_pipeline(owner: Any, project: Any, model_id: str, inputs: dict[str, Any]) -> Generation:
-    generation = generation_create(user=owner, project_id=project.pk, model_id=model_id, inputs=inputs)
-    generation_run(generation.pk)
-    generation.refresh_from_db()
-    return generation
 
 
 def stored_bytes(generation: Generation) -> bytes:

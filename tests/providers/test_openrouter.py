@@ -4,7 +4,6 @@ loopback fake (tests/fakes/openai.py, under /api/v1)."""
 from __future__ import annotations
 
 import json
-import time
 from decimal import Decimal
 from typing import Any
 
@@ -13,31 +12,21 @@ import pytest
 from assets.models import Asset
 from billing.services import credits_summary
 from generations import attempts
-from generations.models import Generation, Status
+from generations.models import Status
 from generations.providers.base import CatalogModel, ProviderError, ProviderJob, ProviderStatus
 from generations.providers.openrouter import OpenRouterProvider
 from generations.runner import generation_run
 from generations.services import generation_create
 from tests.fakes.openai import OPENROUTER_COST, OpenAIFake, openrouter_error
-from tests.fakes.server import FakeServer
+from tests.fakes.server import FakeApi
+from tests.providers.support import poll_to_end, run_pipeline
 
 provider = OpenRouterProvider()
 
 
 @pytest.fixture(scope="module")
-def fake_server() -> Any:
-    with FakeServer(OpenAIFake) as server:
-        yield server
-
-
-@pytest.fixture
-def fake(fake_server: Any, settings: Any) -> Any:
-    fake_server.requests.clear()
-    fake_server.state.clear()
-    settings.PROVIDER_BASE_URLS = {**settings.PROVIDER_BASE_URLS, "openrouter": f"{fake_server.url}/api/v1"}
-    settings.PROVIDER_KEYS = {**settings.PROVIDER_KEYS, "openrouter": "test-key"}
-    settings.GENERATION_POLL_INTERVAL = 0.01
-    return fake_server
+def fake_api() -> FakeApi:
+    return FakeApi(OpenAIFake, "openrouter", "/api/v1")
 
 
 def model(**config: Any) -> CatalogModel:
@@ -48,13 +37,7 @@ def model(**config: Any) -> CatalogModel:
 
 def submit(inputs: dict[str, Any], *, key: str = "test-key", **config: Any) -> ProviderStatus:
     job: ProviderJob = provider.submit(model(**config), inputs, credentials={"api_key": key})
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        status = provider.poll(job)
-        if status.terminal:
-            return status
-        time.sleep(0.01)
-    raise AssertionError("the call did not finish")
+    return poll_to_end(provider, job)[-1]
 
 
 def test_the_cost_is_the_one_openrouter_reports(fake: Any) -> None:
@@ -133,13 +116,6 @@ def test_check_credentials_reads_the_key_endpoint_and_names_a_bad_key(fake: Any)
 
 
 # --- worked example through the pipeline ------------------------------------------------------------------
-
-def run_pipeline(owner: Any, project: Any, model_id: str, inputs: dict[str, Any]) -> Generation:
-    generation = generation_create(user=owner, project_id=project.pk, model_id=model_id, inputs=inputs)
-    generation_run(generation.pk)
-    generation.refresh_from_db()
-    return generation
-
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(("model_id", "inputs"), [

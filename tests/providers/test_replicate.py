@@ -5,25 +5,29 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.urls import reverse
+from django.utils import timezone
 from PIL import Image
 
 from assets.models import Asset
+from assets.services import asset_create_from_bytes
+from billing.models import UsageDaily
 from billing.services import credits_summary
+from billing.usage.services import revenue_by_period
 from generations import attempts, dispatch, runner, services
 from generations.catalog import CATALOG_DIR
 from generations.models import Generation, Status
 from generations.providers import replicate as adapter
 from generations.providers.base import (
-    AssetInput,
     CatalogModel,
     ProviderError,
     ProviderJob,
@@ -33,8 +37,12 @@ from generations.providers.base import (
 from generations.providers.replicate import ReplicateProvider
 from generations.runner import generation_run
 from generations.services import generation_create
+from tests.assets.test_uploads import mp4_bytes as encoded_mp4
+from tests.fakes.assets import InMemoryAsset
 from tests.fakes.replicate import ReplicateFake, sign_webhook, webhook_delivery
 from tests.fakes.server import FakeServer, LocalCA
+from tests.providers.conftest import CancelDuringPoll
+from tests.providers.support import poll_to_end
 
 CATALOG = {entry["id"]: entry for entry in json.loads((CATALOG_DIR / "replicate.json").read_text())["models"]}
 
@@ -44,14 +52,6 @@ def catalog_model(model_id: str) -> CatalogModel:
     return CatalogModel(id=model_id, provider="replicate", provider_model=entry["provider_model"],
                         operation=entry["operation"], output_kind=entry["output_kind"],
                         config=dict(entry.get("config", {})))
-
-
-@dataclass
-class InMemoryAsset(AssetInput):
-    data: bytes = b""
-
-    def read(self) -> bytes:
-        return self.data
 
 
 def png(size: tuple[int, int] = (40, 30), color: str = "navy") -> bytes:
@@ -90,12 +90,7 @@ def fake(tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iter
 
 
 def run_to_end(provider: ReplicateProvider, job: ProviderJob, limit: int = 20) -> list[ProviderStatus]:
-    statuses = []
-    for _ in range(limit):
-        statuses.append(provider.poll(job))
-        if statuses[-1].terminal:
-            return statuses
-    raise AssertionError(f"still {statuses[-1].state} after {limit} polls")
+    return poll_to_end(provider, job, polls=limit)
 
 
 def requests_to(server: FakeServer, method: str, path_prefix: str) -> list[dict[str, Any]]:
@@ -418,18 +413,12 @@ def test_webhooks_are_refused_when_no_signing_secret_is_configured(fake: FakeSer
 
 def real_mp4() -> bytes:
     """An input video as a user would upload it: real frames, which the upload checks decode."""
-    import tempfile
-    from pathlib import Path
-
-    from tests.assets.test_uploads import mp4_bytes as encoded_mp4
 
     with tempfile.TemporaryDirectory() as folder:
         return encoded_mp4(Path(folder) / "clip.mp4", audio=False)
 
 
 def upload(project: Any, data: bytes, name: str) -> str:
-    from assets.services import asset_create_from_bytes
-
     return str(asset_create_from_bytes(project=project, data=data, name=name).pk)
 
 
@@ -529,9 +518,6 @@ def test_a_final_error_fails_the_job_with_replicates_message_and_releases_the_ho
 def test_a_webhook_job_parks_and_a_signed_completion_callback_resumes_it(
         fake: FakeServer, owner: Any, project: Any, catalog: None, settings: Any, client: Any,
         django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from django.urls import reverse
-
-
     settings.PROVIDER_WEBHOOKS = True
     settings.SITE_URL = "https://studio.example"
     fake.state["plan"] = {"starting_polls": 0, "processing_polls": 0}
@@ -565,34 +551,18 @@ def test_a_webhook_job_parks_and_a_signed_completion_callback_resumes_it(
 # --- provider costs of canceled and failed work --------------------------------------------------------
 
 def margin_row_cost() -> Decimal:
-    from django.utils import timezone
-
-    from billing.usage.services import revenue_by_period
-
     today = timezone.localdate()
     (row,) = revenue_by_period(period="day", date_from=today, date_to=today)
     return row.provider_cost_usd
 
 
 def test_a_canceled_prediction_charges_nothing_and_its_billed_time_reaches_the_margin_report(
-        fake: FakeServer, owner: Any, project: Any, catalog: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    from datetime import timedelta
-
-    from billing.models import UsageDaily
-
+        fake: FakeServer, owner: Any, project: Any, catalog: None, cancel_during_poll: CancelDuringPoll) -> None:
     fake.state["plan"] = {"predict_time": 4.0, "processing_polls": 50}
     generation = generation_create(user=owner, project_id=project.pk, model_id="replicate/real-esrgan",
                                    inputs={"image": upload(project, png(), "in.png"), "scale": 2})
-    monkeypatch.setattr(attempts.Attempt, "CANCEL_CHECK", timedelta(0))
-    poll = ReplicateProvider.poll
-
-    def poll_then_cancel(self: ReplicateProvider, job: ProviderJob, **kwargs: Any) -> ProviderStatus:
-        status = poll(self, job, **kwargs)
-        if status.state == "running":
-            services.generation_cancel(user=owner, generation_id=generation.pk)
-        return status
-
-    monkeypatch.setattr(ReplicateProvider, "poll", poll_then_cancel)
+    cancel_during_poll("replicate", lambda: services.generation_cancel(user=owner, generation_id=generation.pk),
+                       when=lambda status, _: status.state == "running")
     generation_run(generation.pk)
 
     generation.refresh_from_db()
@@ -608,8 +578,6 @@ def test_a_canceled_prediction_charges_nothing_and_its_billed_time_reaches_the_m
 
 def test_a_failed_prediction_records_its_billed_time_on_the_job_and_in_the_rollup(
         fake: FakeServer, owner: Any, project: Any, catalog: None) -> None:
-    from billing.models import UsageDaily
-
     fake.state["plan"] = {"outcome": "failed", "error": "CUDA out of memory", "predict_time": 4.0}
     generation = generation_create(user=owner, project_id=project.pk, model_id="replicate/real-esrgan",
                                    inputs={"image": upload(project, png(), "in.png"), "scale": 2})
@@ -625,8 +593,6 @@ def test_a_failed_prediction_records_its_billed_time_on_the_job_and_in_the_rollu
 
 def test_a_billed_attempt_that_is_retried_keeps_its_cost_beside_the_successful_one(
         fake: FakeServer, owner: Any, project: Any, catalog: None) -> None:
-    from billing.models import UsageDaily
-
     fake.state["plan"] = {"outcome": "failed", "error": "Prediction interrupted; please retry (code: PA)",
                           "predict_time": 2.0}
     generation = generation_create(user=owner, project_id=project.pk, model_id="replicate/real-esrgan",
