@@ -56,6 +56,7 @@ browser-deps:
 
 lint: install
 	.venv/bin/ruff check .
+	.venv/bin/lint-imports
 	.venv/bin/mypy
 
 # The two legs run side by side (TEST_JOBS=1 runs them one after the other); each one's output is

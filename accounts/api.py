@@ -8,9 +8,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import ProviderKey
-from accounts.services import provider_key_delete, provider_key_save
+from accounts.services import provider_key_delete
 from billing.services import credits_summary
 from core.pagination import results_serializer
+from generations.credentials import provider_key_save
 
 
 class CreditsSerializer(serializers.Serializer):

@@ -11,7 +11,7 @@ def site_sync_from_settings(*, using: str = "default", **kwargs: Any) -> None:
     host instead of Django's "example.com". Run after every migrate, so a changed SITE_URL takes
     effect at the next deploy; the sites app's own post_migrate handler, which runs first (it is listed
     first in INSTALLED_APPS), creates the row on a new database."""
-    from django.contrib.sites.models import Site
+    from django.contrib.sites.models import Site  # models cannot be imported while apps.py itself loads
 
     domain = urlsplit(settings.SITE_URL).netloc or settings.SITE_URL
     Site.objects.using(using).update_or_create(pk=settings.SITE_ID, defaults={"domain": domain[:100],

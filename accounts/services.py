@@ -1,25 +1,14 @@
+"""Accounts' writes: API tokens and the sealed store of users' own provider keys. Making an account
+with its wallet is `billing.signup.user_create`; checking a key with its provider before it is stored is
+`generations.credentials.provider_key_save` (both sit above accounts, docs/ARCHITECTURE.md, "Layers")."""
+
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.crypto import Sealed, keyring, open_sealed, seal
 from accounts.models import ApiToken, ProviderKey, User
-from core.errors import InvalidRequest
-
-
-@transaction.atomic
-def user_create(*, email: str, password: str | None, starter_credits: int | None = None) -> User:
-    """Create an account and its wallet with the starter credits (granted once, idempotently)."""
-    from billing.services import credits_grant
-
-    user = User.objects.create_user(email=email, password=password)
-    amount = settings.STARTER_CREDITS if starter_credits is None else starter_credits
-    if amount > 0:
-        credits_grant(user=user, amount=amount, reason="Starter credits",
-                      idempotency_key=f"starter:{user.pk}")
-    return user
 
 
 def api_token_create(*, user: User, name: str) -> tuple[ApiToken, str]:
@@ -35,43 +24,14 @@ def api_token_revoke(*, user: User, token_key: str) -> bool:
 
 # --- users' own provider keys ------------------------------------------------------------------------
 
-PROVIDER_LABELS = {"fal": "fal.ai", "replicate": "Replicate", "google": "Google Gen AI", "openai": "OpenAI",
-                   "anthropic": "Anthropic", "openrouter": "OpenRouter"}
-
-
-def remote_providers() -> list[str]:
-    from generations.providers.registry import PROVIDERS
-
-    return [name for name in PROVIDERS if name != "local"]
-
-
-def provider_key_save(*, user: User, provider: str, api_key: str, verify: bool = True) -> ProviderKey:
-    """Check the key with one cheap authenticated call to the provider, then store it sealed.
-    A key the provider rejects is not stored; the error says what the provider said."""
-    from generations.providers.base import ProviderError
-    from generations.providers.registry import get_provider
-
-    api_key = api_key.strip()
-    if provider not in remote_providers():
-        raise InvalidRequest(f"Unknown provider {provider!r}.", fields={"provider": ["Unknown provider."]})
-    if len(api_key) < 8 or any(c.isspace() for c in api_key):
-        raise InvalidRequest("That does not look like an API key.", fields={"api_key": ["That does not look like an API key."]})
-    label = PROVIDER_LABELS.get(provider, provider)
-    if verify:
-        adapter = get_provider(provider)
-        try:
-            adapter.check_credentials({"api_key": api_key})
-        except ProviderError as exc:
-            if exc.retryable:
-                raise InvalidRequest(f"{label} could not be reached to check the key ({exc.message}); try again.",
-                                     code="provider_unreachable", fields={"api_key": [exc.message]})
-            raise InvalidRequest(f"{label} rejected this key: {exc.message}", code="invalid_key",
-                                 fields={"api_key": [f"{label} rejected this key: {exc.message}"]})
+def provider_key_store(*, user: User, provider: str, api_key: str, verified: bool) -> ProviderKey:
+    """Seal `api_key` for this user and provider and store it (replacing any key saved before). Only
+    `generations.credentials.provider_key_save` calls this, after checking the key with the provider."""
     sealed = seal(api_key, user_id=user.pk, provider=provider)
     row, _ = ProviderKey.objects.update_or_create(
         user=user, provider=provider,
         defaults={"key_id": sealed.key_id, "nonce": sealed.nonce, "ciphertext": sealed.ciphertext,
-                  "last4": api_key[-4:], "verified_at": timezone.now() if verify else None},
+                  "last4": api_key[-4:], "verified_at": timezone.now() if verified else None},
     )
     return row
 

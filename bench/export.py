@@ -273,7 +273,8 @@ def main() -> int:
         from django.core.management import call_command
         from django.test import Client
 
-        from accounts.services import api_token_create, user_create
+        from accounts.services import api_token_create
+        from billing.signup import user_create
         from generations.catalog import catalog_load
 
         call_command("migrate", verbosity=0)

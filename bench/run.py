@@ -248,8 +248,9 @@ def _setup_data() -> tuple[Any, Any, str]:
 
     from django.core.management import call_command
 
-    from accounts.services import api_token_create, user_create
+    from accounts.services import api_token_create
     from bench.plans import bench_plan_assign
+    from billing.signup import user_create
     from generations.models import AIModel, Operation, PriceCard, PriceUnit
     from projects.services import project_create
 

@@ -54,7 +54,8 @@ from bench.paths import bench_var_dir  # noqa: E402
 SETUP = """
 from django.core.management import call_command
 call_command("migrate", interactive=False, verbosity=0)
-from accounts.services import api_token_create, user_create
+from accounts.services import api_token_create
+from billing.signup import user_create
 from bench.plans import bench_plan_assign
 from projects.services import project_create
 user = user_create(email="bench@example.com", password="bench password 123", starter_credits=0)

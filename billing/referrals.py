@@ -121,8 +121,6 @@ def referral_redeem(*, user: User, code: str) -> Referral:
 
 def _check_newcomer(user: User) -> None:
     """Refuse accounts that are not new (see the module docstring) or whose email is not verified."""
-    from generations.models import Generation
-
     if not EmailAddress.objects.filter(user=user, verified=True).exists():
         raise InvalidRequest("Verify your email address first: the confirmation link is in your inbox.",
                              code="referral_unverified", fields={"code": ["Your email address is not verified."]})
@@ -132,7 +130,9 @@ def _check_newcomer(user: User) -> None:
                              f"signing up.", code="referral_not_new",
                              fields={"code": ["Only new accounts can redeem a code."]})
     bought = CheckoutSession.objects.filter(user=user, status__in=[CheckoutStatus.PAID, CheckoutStatus.REFUNDED])
-    if bought.exists() or Generation.objects.filter(user=user).exists():
+    # `user.generations`: the relation generations declares on the user; billing sits below generations
+    # and does not import them (docs/ARCHITECTURE.md, "Layers").
+    if bought.exists() or user.generations.exists():
         raise InvalidRequest("Referral codes are for new accounts, redeemed before their first generation or "
                              "purchase.", code="referral_not_new",
                              fields={"code": ["Only new accounts can redeem a code."]})

@@ -3,23 +3,34 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from rest_framework import status
 
 from billing.models import AccountKind, Entry, Hold, HoldStatus, LedgerAccount, Transaction
 from billing.wording import credits_display
+from core.errors import ServiceError
+
+if TYPE_CHECKING:
+    from accounts.models import User
 
 
-class InsufficientCredits(Exception):
+class InsufficientCredits(ServiceError):
+    """HTTP 402 with the wallet's figures in the body (`balance`, `held`, `available`, `estimate`)."""
+
+    code = "insufficient_credits"
+    http_status = status.HTTP_402_PAYMENT_REQUIRED
+
     def __init__(self, *, balance: int, held: int, required: int) -> None:
         self.balance = balance
         self.held = held
         self.available = balance - held
         self.required = required
         super().__init__(f"This needs {credits_display(required)}; you have {self.available} available "
-                         f"({balance} balance, {held} on hold for running jobs).")
+                         f"({balance} balance, {held} on hold for running jobs).",
+                         extra={"balance": balance, "held": held, "available": self.available, "estimate": required})
 
 
 @dataclass(frozen=True)
@@ -56,7 +67,7 @@ def _lock_wallet(user_id: int) -> LedgerAccount:
 
 
 def _post(*, idempotency_key: str, kind: str, legs: list[tuple[LedgerAccount, int]], memo: str = "",
-          reference: str = "", created_by: Any = None) -> tuple[Transaction, bool]:
+          reference: str = "", created_by: User | None = None) -> tuple[Transaction, bool]:
     """Write one balanced posting, or return the one already written under this key."""
     if sum(amount for _, amount in legs) != 0:
         raise ValueError("A posting must balance.")
@@ -72,7 +83,7 @@ def _post(*, idempotency_key: str, kind: str, legs: list[tuple[LedgerAccount, in
     return txn, True
 
 
-def credits_summary(*, user: Any) -> CreditsSummary:
+def credits_summary(*, user: User) -> CreditsSummary:
     wallet = LedgerAccount.objects.filter(user=user).only("balance", "held").first()
     if wallet is None:
         return CreditsSummary(balance=0, held=0)
@@ -80,8 +91,8 @@ def credits_summary(*, user: Any) -> CreditsSummary:
 
 
 @transaction.atomic
-def credits_grant(*, user: Any, amount: int, reason: str, idempotency_key: str,
-                  created_by: Any = None) -> Transaction:
+def credits_grant(*, user: User, amount: int, reason: str, idempotency_key: str,
+                  created_by: User | None = None) -> Transaction:
     if amount <= 0:
         raise ValueError("A grant must be positive.")
     wallet = _lock_wallet(user.pk)
@@ -94,7 +105,7 @@ def credits_grant(*, user: Any, amount: int, reason: str, idempotency_key: str,
 
 
 @transaction.atomic
-def credits_hold(*, user: Any, amount: int, reference: str) -> Hold:
+def credits_hold(*, user: User, amount: int, reference: str) -> Hold:
     """Reserve `amount` credits for the job named by `reference`, or raise InsufficientCredits.
     A second call with the same reference returns the first hold."""
     if amount < 0:

@@ -76,24 +76,16 @@ def _first_message(detail: Any) -> str:
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    # Imported here: rest_framework.views reads the throttle settings at import, and the throttle
-    # (billing.limits) raises errors defined in this module.
-    from rest_framework.views import exception_handler
+    # rest_framework.views reads the throttle settings at import, and the throttle (billing.limits)
+    # raises errors defined in this module: a cycle through DRF if this import were at the top.
+    from rest_framework.views import exception_handler  # see the comment above: a cycle through DRF
 
-    from billing.services import InsufficientCredits
-
-    if isinstance(exc, ServiceError):
+    if isinstance(exc, ServiceError):  # every domain refusal: InsufficientCredits (402), RefusedFile, …
         refused = Response(_payload(exc.code, exc.message, exc.fields, **exc.extra), status=exc.http_status)
         retry_after = getattr(exc, "retry_after", None)  # billing.limits.RateLimited raised by a service
         if retry_after:
             refused["Retry-After"] = str(retry_after)
         return refused
-    if isinstance(exc, InsufficientCredits):
-        return Response(
-            _payload("insufficient_credits", str(exc), balance=exc.balance, held=exc.held,
-                     available=exc.available, estimate=exc.required),
-            status=status.HTTP_402_PAYMENT_REQUIRED,
-        )
     if isinstance(exc, RequestDataTooBig):
         return Response(_payload("too_large", "The request body is too large."),
                         status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)

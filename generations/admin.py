@@ -1,7 +1,10 @@
+from datetime import timedelta
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from generations.health import provider_health
 from generations.models import AIModel, Generation, PriceCard, ProviderOutcome
 from generations.services import generation_cancel
 
@@ -85,10 +88,6 @@ class ProviderOutcomeAdmin(admin.ModelAdmin):
         return False
 
     def changelist_view(self, request, extra_context=None):  # type: ignore[no-untyped-def]
-        from datetime import timedelta
-
-        from generations.health import provider_health
-
         extra_context = {**(extra_context or {}), "health_windows": [
             ("Last hour", provider_health(window=timedelta(hours=1))),
             ("Last 24 hours", provider_health(window=timedelta(hours=24))),

@@ -10,6 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from billing.services import credits_summary
 from core.pagination import CursorPagination, results_serializer
 from generations.credentials import availability_for
 from generations.models import AIModel, Generation, Operation, Status
@@ -202,8 +203,6 @@ class GenerationViewSet(viewsets.ViewSet):
                    summary="Validate inputs and show the cost before submitting")
     @action(detail=False, methods=["post"])
     def estimate(self, request: Request) -> Response:
-        from billing.services import credits_summary
-
         data = EstimateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         model, filled, estimate = generation_estimate(user=request.user, model_id=data.validated_data["model"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import random
+import uuid
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -99,8 +100,6 @@ def _message(error: Any) -> str:
 
 
 def _uuid_or_none(value: Any) -> Any:
-    import uuid
-
     try:
         return uuid.UUID(str(value))
     except ValueError:

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Case, Func, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, When
 from django.http import Http404
 
+from core.errors import InvalidRequest
 from core.lookups import by_id_or_404
 from generations.models import ACTIVE_STATUSES, AIModel, Generation, PriceCard, Status
 
@@ -30,6 +31,17 @@ def model_get(model_id: str) -> AIModel:
     if model is None:
         raise Http404(f"No model {model_id!r} in the catalog.")
     return model
+
+
+def fallback_models_clean(ids: Any) -> list[str]:
+    """A project's default fallback models: each a catalog model (active or not), at most five, in order,
+    without repeats. An unknown id is refused naming every unknown one."""
+    ids = [str(i) for i in dict.fromkeys(ids or [])][:5]
+    known = set(AIModel.objects.filter(pk__in=ids).values_list("id", flat=True))
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise InvalidRequest(f"Unknown model {unknown[0]!r}.", fields={"fallback_models": [f"Unknown model {i!r}." for i in unknown]})
+    return ids
 
 
 def generation_list_for_user(user: User | AnonymousUser) -> QuerySet[Generation]:

@@ -6,9 +6,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.pagination import CursorPagination
+from orchestration.projects import project_delete, project_update
 from projects.models import Project
 from projects.selectors import project_get_for_user, project_list_for_user
-from projects.services import project_create, project_delete, project_update
+from projects.services import project_create
 
 
 class ProjectSerializer(serializers.ModelSerializer):

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import QuerySet
 from django.http import Http404
 
 from core.lookups import by_id_or_404
@@ -57,24 +56,3 @@ def project_get_by_ref_for_user(user: User, ref: str) -> Project:
         raise Http404(f"No project named {ref!r} and none with that id.")
     listing = "; ".join(f"{p.name!r} ({p.pk})" for p in matches)
     raise AmbiguousProject(f"{ref!r} matches {len(matches)} projects: {listing}. Pass the id.")
-
-
-def _count_per_project(qs: QuerySet[Any]) -> Coalesce:
-    return Coalesce(Subquery(qs.filter(project=OuterRef("pk")).order_by().values("project")
-                             .annotate(n=Count("pk")).values("n")[:1], output_field=IntegerField()), Value(0))
-
-
-def project_list_with_stats_for_user(user: User) -> QuerySet[Project]:
-    """The user's projects with asset and job counts, the newest image's id (`cover_id`) and that
-    image's small WebP thumbnail once made (`cover_thumb`, the stored name, else ""), in one query:
-    correlated subqueries rather than joins, so counting assets does not multiply rows by jobs."""
-    from assets.library.selectors import asset_list_for_user, ready_thumb_small
-    from generations.selectors import generation_list_for_user
-
-    images = asset_list_for_user(user).filter(project=OuterRef("pk"), kind="image").order_by("-created_at", "-id")
-    return project_list_for_user(user).annotate(
-        asset_count=_count_per_project(asset_list_for_user(user)),
-        generation_count=_count_per_project(generation_list_for_user(user)),
-        cover_id=Subquery(images.values("pk")[:1]),
-        cover_thumb=Subquery(images.annotate(thumb=ready_thumb_small()).values("thumb")[:1]),
-    )

@@ -1,10 +1,14 @@
+"""A project's own fields: create, rename, describe, tag, archive, set fallbacks. Changes that reach into
+other apps (deleting a project with its assets and jobs, checking fallbacks against the catalog) are
+orchestration.projects'."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
 
-from core.errors import Conflict, InvalidRequest
+from core.errors import Conflict
 from core.text import description_clean, name_clean
 from projects.models import DESCRIPTION_MAX, NAME_MAX, Project
 
@@ -21,17 +25,6 @@ def _clean_tags(tags: list[Any] | None) -> list[str]:
         if text and text not in cleaned:
             cleaned.append(text)
     return cleaned[:30]
-
-
-def _clean_fallback_ids(ids: Any) -> list[str]:
-    from generations.models import AIModel
-
-    ids = [str(i) for i in dict.fromkeys(ids or [])][:5]
-    known = set(AIModel.objects.filter(pk__in=ids).values_list("id", flat=True))
-    unknown = [i for i in ids if i not in known]
-    if unknown:
-        raise InvalidRequest(f"Unknown model {unknown[0]!r}.", fields={"fallback_models": [f"Unknown model {i!r}." for i in unknown]})
-    return ids
 
 
 def _clean_name(name: Any) -> str:
@@ -70,22 +63,7 @@ def project_update(*, project: Project, **changes: Any) -> Project:
         project.tags = _clean_tags(changes["tags"])
     if "archived" in changes:
         project.archived = bool(changes["archived"])
-    if "fallback_models" in changes:
-        project.fallback_models = _clean_fallback_ids(changes["fallback_models"])
+    if "fallback_models" in changes:  # checked against the catalog by orchestration.projects.project_update
+        project.fallback_models = list(changes["fallback_models"])
     project.save()
     return project
-
-
-@transaction.atomic
-def project_delete(*, project: Project) -> None:
-    """Delete a project with its assets and history. Refused while a job in it is still running,
-    because its credits are on hold and the worker would write into a project that no longer exists."""
-    from generations.selectors import generation_active_exists
-
-    if generation_active_exists(project=project):
-        raise Conflict("This project has generations still running; cancel them or wait for them first.",
-                       code="project_busy")
-    from assets.services import asset_files_delete_for_project
-
-    asset_files_delete_for_project(project=project)
-    project.delete()

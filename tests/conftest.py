@@ -56,7 +56,7 @@ def catalog(db: Any) -> None:
 
 
 def _user(email: str, credits: int) -> Any:
-    from accounts.services import user_create
+    from billing.signup import user_create
 
     return user_create(email=email, password="correct horse battery", starter_credits=credits)
 

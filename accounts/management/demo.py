@@ -20,8 +20,9 @@ from knox.auth import TokenAuthentication as KnoxTokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.models import ApiToken, User
-from accounts.services import api_token_create, user_create
+from accounts.services import api_token_create
 from billing.services import credits_summary
+from billing.signup import user_create
 from projects.selectors import project_list_for_user
 from projects.services import project_create
 

@@ -31,10 +31,10 @@ from assets.library.collections import (
     collection_update,
 )
 from assets.library.duplicates import NEAR_THRESHOLD, asset_duplicates
-from assets.library.lineage import asset_lineage
 from assets.library.selectors import asset_tag_names_attach
 from assets.models import Collection
 from core.pagination import CursorPagination
+from orchestration.lineage import asset_lineage
 
 # --- collections -------------------------------------------------------------------------------------------
 

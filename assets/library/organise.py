@@ -26,6 +26,7 @@ from assets.services import asset_search_text
 from assets.storage import asset_file_names, files_delete_on_commit
 from core.errors import InvalidRequest
 from core.lookups import id_list_clean
+from projects.selectors import project_get_for_user
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -156,8 +157,6 @@ BULK_ACTIONS = ("move", "tag", "untag", "favourite", "unfavourite", "rate", "tra
 def assets_bulk(*, user: User, asset_ids: Any, action: str, project_id: Any = None, tags: Any = None,
                 rating: Any = None) -> int:
     """One action on many assets, all or nothing. Returns how many assets it applied to."""
-    from projects.selectors import project_get_for_user
-
     if action not in BULK_ACTIONS:
         raise InvalidRequest(f"Unknown action {action!r}.", fields={"action": [f"One of: {', '.join(BULK_ACTIONS)}."]})
     assets = _locked(user, asset_ids, include_trashed=action == "restore")

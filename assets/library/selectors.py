@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db.models import Case, CharField, Count, F, Q, QuerySet, Value, When
 
+from assets.library.gallery import gallery_query, keyset_page
 from assets.models import Asset, PreviewStatus, Tag
 from core.lookups import by_id_or_404
 
@@ -44,8 +45,6 @@ def asset_gallery_for_user(user: User, params: Mapping[str, Any]) -> Any:
     filters, search, sort, cursor and page size, each checked (InvalidRequest names a bad one; a
     project the user may not see is a 404). Two queries at any depth: the page, and its tags (set as
     `asset.tag_names`)."""
-    from assets.library.gallery import gallery_query, keyset_page
-
     query = gallery_query(user=user, params=params, queryset=asset_list_for_user(user, include_trashed=True))
     page = keyset_page(query.queryset.defer("search_text"), sort=query.sort, cursor=query.cursor,
                        size=query.page_size)

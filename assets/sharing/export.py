@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import zipstream
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db.models import Prefetch
 from django.http import Http404, StreamingHttpResponse
@@ -51,7 +52,7 @@ from django.utils import timezone
 from assets.library.selectors import asset_list_for_user
 from assets.models import Asset, AssetKind, Collection
 from assets.sharing.embed import embed_stream, embeddable
-from assets.storage import CHUNK, content_disposition, open_stored, stored_chunks
+from assets.storage import CHUNK, content_disposition, open_stored, protect, safe_mime, stored_chunks
 from core.errors import InvalidRequest
 from core.lookups import id_list_clean
 from projects.models import Project
@@ -356,8 +357,6 @@ def export_response(*, user: User, asset_ids: list[uuid.UUID], embed: bool = Fal
 def asset_embedded_response(*, user: User, asset: Asset, inline: bool = False) -> StreamingHttpResponse:
     """One asset's file with its recipe embedded (single downloads with ?embed=1). `asset` comes from
     asset_get_for_user; it may be in the trash (its page still offers the download)."""
-    from assets.storage import protect, safe_mime
-
     recipe = asset_recipe(_load(user, [asset.pk], include_trashed=True).get(asset.pk) or asset)
 
     def body() -> Iterator[bytes]:
@@ -384,8 +383,6 @@ def export_link_create(*, user: User, asset_ids: list[uuid.UUID], embed: bool) -
 def export_link_resolve(token: str) -> tuple[User, list[uuid.UUID], bool]:
     """The user, the selection (checked again: assets may have moved to the trash or been deleted
     since) and the embed flag behind a link; 404 when it expired or never existed."""
-    from django.contrib.auth import get_user_model
-
     entry = cache.get(f"assets-export:{token}") if re.fullmatch(r"[A-Za-z0-9_\-]{20,100}", token or "") else None
     if not entry:
         raise Http404("This export link has expired.")

@@ -33,11 +33,13 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.utils.http import urlencode
 
+from assets.library.collections import collection_get_for_user
 from assets.library.gallery import SORTS, cursor_decode, keyset_page
 from assets.library.selectors import asset_get_for_user
 from assets.models import Asset, ShareLink, ShareTarget
 from core.errors import InvalidRequest
 from core.lookups import by_id_or_404
+from projects.selectors import project_get_for_user
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser
@@ -203,9 +205,6 @@ def _clean_password(password: Any) -> str:
 def share_create(*, user: User, target: Any, target_id: Any, show_prompt: Any = False, password: Any = "",
                  expires_at: Any = None) -> ShareLink:
     """A new live link to the user's asset, collection or project (404 if they may not see it)."""
-    from assets.library.collections import collection_get_for_user
-    from projects.selectors import project_get_for_user
-
     if target not in ShareTarget.values:
         raise InvalidRequest(f"Share an {', a '.join(ShareTarget.values)}.",
                              fields={"target": [f"One of: {', '.join(ShareTarget.values)}."]})

@@ -19,16 +19,16 @@ from __future__ import annotations
 import codecs
 import io
 import json
-import os
 import re
 import struct
-from dataclasses import dataclass, field
 from typing import IO, Any
 
 import filetype
 from django.conf import settings
 
 from assets.models import AssetKind
+from assets.uploads.probe import probe_media
+from assets.uploads.types import Inspection, RefusedFile, local_path
 
 # Formats we accept, by the MIME type sniffed from the content. Anything else is refused.
 ACCEPTED: dict[str, str] = {
@@ -79,27 +79,6 @@ MARKUP = re.compile(
     re.IGNORECASE,
 )
 MARKUP_OVERLAP = 32
-
-
-class RefusedFile(ValueError):
-    """A file we will not store, with a reason a person can act on. `code` is the API's error code:
-    unsupported_file, unsafe_file, file_too_large, image_too_large, corrupt_file, empty_file."""
-
-    def __init__(self, message: str, *, code: str = "unsupported_file") -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-
-
-@dataclass
-class Inspection:
-    kind: str
-    mime: str
-    extension: str
-    width: int | None = None
-    height: int | None = None
-    duration: float | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)  # stored under Asset.metadata["media"]
 
 
 def size_limit(kind: str) -> int:
@@ -169,8 +148,6 @@ def inspect_file(fh: IO[bytes], *, name: str, size: int, strict: bool = True) ->
     if result.kind == AssetKind.IMAGE:
         _check_image(fh, result, strict=strict)
     elif result.kind in (AssetKind.VIDEO, AssetKind.AUDIO):
-        from assets.uploads.probe import probe_media
-
         probe_media(fh, result, strict=strict)
     elif result.mime == "application/pdf":
         _check_pdf(fh, result)
@@ -183,22 +160,10 @@ def inspect_file(fh: IO[bytes], *, name: str, size: int, strict: bool = True) ->
 
 # --- where the bytes are ---------------------------------------------------------------------------------
 
-def local_path(fh: Any) -> str | None:
-    """A path on disk holding exactly the file's bytes, when there is one: an upload streamed to a
-    temporary file, or a file opened from disk. Never the upload's own name (`cat.png` could name some
-    other file in the working directory)."""
-    if hasattr(fh, "temporary_file_path"):
-        return fh.temporary_file_path()
-    raw = getattr(fh, "file", fh)
-    if isinstance(raw, io.BufferedReader | io.FileIO) and isinstance(raw.name, str) and os.path.isabs(raw.name):
-        return raw.name
-    return None
-
-
 def vips_source(fh: Any) -> Any:
     """A libvips source over the file: the file itself when it is on disk, else a stream over the file
     object (read in libvips' own chunks; nothing is copied into one buffer)."""
-    import pyvips
+    import pyvips  # libvips (a C library) loads on first use, not in every process that imports this
 
     path = local_path(fh)
     if path is not None:
@@ -241,7 +206,7 @@ def _vips() -> Any:
     open files, including moved or deleted temporary uploads, alive between requests; assets.previews.service
     does the same in the worker) and no loaders libvips marks untrusted."""
     global _vips_ready
-    import pyvips
+    import pyvips  # libvips (a C library) loads on first use, not in every process that imports this
 
     if not _vips_ready:
         _vips_ready = True
@@ -305,8 +270,8 @@ def _check_pdf(fh: IO[bytes], result: Inspection) -> None:
     """A real PDF: PDFium opens it (parsing the cross-reference table and the page tree, never a
     page's content streams) and it has pages. Encrypted PDFs are refused: previews and search cannot read
     them, and one that needs a password is unusable to everyone else it is shared with."""
-    import pypdfium2 as pdfium
-    import pypdfium2.raw as pdfium_c
+    import pypdfium2 as pdfium  # PDFium (a C library) loads on the first PDF, not at start
+    import pypdfium2.raw as pdfium_c  # the same library's raw bindings
 
     path = local_path(fh)
     fh.seek(0)

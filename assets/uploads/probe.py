@@ -13,7 +13,7 @@ from fractions import Fraction
 from typing import IO, Any
 
 from assets.models import AssetKind
-from assets.uploads.inspection import Inspection, RefusedFile, local_path
+from assets.uploads.types import Inspection, RefusedFile, local_path
 
 MAX_PACKETS = 600  # demuxed looking for the first decodable frame before giving up
 
@@ -32,7 +32,7 @@ def probe_media(fh: IO[bytes], result: Inspection, *, strict: bool) -> None:
 
 
 def _probe(fh: IO[bytes], result: Inspection) -> None:
-    import av
+    import av  # FFmpeg's libraries load on the first audio or video, not at start
 
     path = local_path(fh)
     fh.seek(0)
@@ -51,7 +51,7 @@ def _probe(fh: IO[bytes], result: Inspection) -> None:
 
 
 def _read_streams(container: Any, result: Inspection, noun: str) -> None:
-    import av
+    import av  # FFmpeg's libraries load on the first audio or video, not at start
 
     attached = av.stream.Disposition.attached_pic
     videos = [s for s in container.streams.video if not (s.disposition & attached)]
@@ -101,7 +101,7 @@ def _decodes_a_frame(container: Any, stream: Any) -> bool:
 
 
 def _duration(container: Any, stream: Any) -> float | None:
-    import av
+    import av  # FFmpeg's libraries load on the first audio or video, not at start
 
     if container.duration and container.duration > 0:
         return round(container.duration / av.time_base, 3)

@@ -35,7 +35,9 @@ from django.template.defaultfilters import filesizeformat
 from rest_framework import status
 
 from assets.models import Asset
+from billing.limits import plan_for_user
 from core.errors import ServiceError
+from projects.selectors import project_list_for_user
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -106,8 +108,6 @@ def _use(owner: User, plan: Plan) -> StorageUse:
 
 
 def storage_use(*, owner: User) -> StorageUse:
-    from billing.limits import plan_for_user
-
     return _use(owner, plan_for_user(owner))
 
 
@@ -124,8 +124,6 @@ def quota_reserve(*, owner: User, size: int) -> None:
     """The same check, under a lock on the owner's row, inside the caller's transaction: the caller
     inserts the asset before committing, so concurrent uploads of one user are counted one after
     another. Locks only when there is a limit."""
-    from billing.limits import plan_for_user
-
     plan = plan_for_user(owner)
     if plan.storage_quota_mb is None:
         return
@@ -139,8 +137,6 @@ def quota_reserve(*, owner: User, size: int) -> None:
 def storage_summary_for_user(user: User) -> dict[str, Any]:
     """What the storage endpoint and the account page show: the total, the plan's limit and each of the
     user's projects (largest first), in three queries."""
-    from projects.selectors import project_list_for_user
-
     use = storage_use(owner=user)
     per_project = storage_by_project(owner_id=user.pk)
     projects = [{"id": row["id"], "name": row["name"], **per_project.get(row["id"], {"used": 0, "assets": 0})}

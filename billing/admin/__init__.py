@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.utils import timezone
 
 from billing.admin.ops import LedgerOpsAdminMixin
 from billing.models import CheckoutSession, Entry, Hold, LedgerAccount, StripeEvent, Transaction, WalletFlag
@@ -87,8 +88,6 @@ class WalletFlagAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Mark selected flags resolved")
     def resolve(self, request, queryset):  # type: ignore[no-untyped-def]
-        from django.utils import timezone
-
         done = queryset.filter(resolved_at__isnull=True).update(resolved_at=timezone.now(), resolved_by=request.user)
         self.message_user(request, f"{done} flag(s) resolved.")
 

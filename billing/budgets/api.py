@@ -16,7 +16,6 @@ from billing.budgets.services import (
     LIMIT_MAX,
     budget_clear,
     budget_get,
-    budget_set,
     budget_status,
     notification_list_for_user,
     notification_mark_read,
@@ -24,6 +23,7 @@ from billing.budgets.services import (
 from billing.models import BudgetPeriod, Notification
 from core.errors import ServiceError
 from core.pagination import CursorPagination
+from orchestration.budgets import budget_set
 from projects.selectors import project_get_for_user
 
 

@@ -32,15 +32,15 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import F, Sum
+from django.db.models import F
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework import status
 
-from billing.models import Budget, BudgetAlert, BudgetPeriod, BudgetUsage, Notification, UsageDaily
+from billing.models import Budget, BudgetAlert, BudgetPeriod, BudgetUsage, Notification
 from billing.wording import credits_display
-from core.errors import InvalidRequest, ServiceError
+from core.errors import ServiceError
 
 THRESHOLDS = (50, 80, 100)
 # Total budgets have one period, which starts here.
@@ -133,74 +133,6 @@ def notification_list_for_user(user: Any) -> Any:
 
 
 # --- settings (API, web, admin) --------------------------------------------------------------------------
-
-@transaction.atomic
-def budget_set(*, project: Any = None, user: Any = None, limit_credits: int, period: str = BudgetPeriod.MONTHLY) -> Budget:
-    """Create or change the budget of a project (total or monthly) or of a user (monthly). Changing the
-    limit keeps the period's usage; a new budget, or a change of total ↔ monthly, starts with what was
-    already charged in the period and the holds of jobs still running (`_count_earlier_use`)."""
-    if (project is None) == (user is None):
-        raise ValueError("A budget belongs to a project or to a user.")
-    if period not in BudgetPeriod.values:
-        raise InvalidRequest("period must be 'monthly' or 'total'.", fields={"period": ["Choose monthly or total."]})
-    if user is not None and period != BudgetPeriod.MONTHLY:
-        raise InvalidRequest("Your own budget is a monthly cap.", fields={"period": ["Only monthly is possible."]})
-    if isinstance(limit_credits, bool) or not isinstance(limit_credits, int) or limit_credits < 0:
-        raise InvalidRequest("The limit must be a whole number of credits, 0 or more.",
-                             fields={"limit": ["A whole number of credits, 0 or more."]})
-    if limit_credits > LIMIT_MAX:
-        raise InvalidRequest(f"The limit can be at most {LIMIT_MAX} credits.",
-                             fields={"limit": [f"At most {LIMIT_MAX}."]})
-    owner = {"project": project} if project is not None else {"user": user}
-    # Jobs in flight are locked before the budget, the order settle and release take them in
-    # (generation row, wallet, budget), so none of them ends between being counted here and being
-    # told which usage row counts it.
-    in_flight = _in_flight(project=project, user=user)
-    previous = Budget.objects.select_for_update().filter(**owner).values_list("period", flat=True).first()
-    # update_or_create locks an existing row first, so a change waits for holds in flight against it.
-    budget, _ = Budget.objects.update_or_create(**owner, defaults={"limit_credits": limit_credits, "period": period})
-    if previous != period:  # a new budget (or one set again after clearing), or a new kind of period
-        _count_earlier_use(budget, project=project, user=user, in_flight=in_flight)
-    return budget
-
-
-def _in_flight(*, project: Any, user: Any) -> list[Any]:
-    """The owner's jobs that hold credits now, locked."""
-    from generations.models import ACTIVE_STATUSES, Generation
-
-    scope = {"project": project} if project is not None else {"user": user}
-    return list(Generation.objects.select_for_update().filter(**scope, status__in=ACTIVE_STATUSES,
-                                                              credits_held__gt=0)
-                .only("pk", "credits_held", "budget_usage_ids").order_by("pk"))
-
-
-def _count_earlier_use(budget: Budget, *, project: Any, user: Any, in_flight: list[Any]) -> None:
-    """A budget set now counts what its owner already used in the period: the credits charged since
-    the period began (the daily usage rollups, the same days the budget's period covers) and the
-    holds of jobs still running, which are then counted in this row like jobs submitted under the
-    budget (settle moves their hold to spent, release frees it). Without this a total budget showed
-    `spent: 0` on a project that had spent 8, a monthly cap set mid-month allowed a whole month more,
-    and clearing and setting a budget again started the count over."""
-    from generations.models import Generation
-
-    start = period_start(budget.period)
-    rollups = UsageDaily.objects.filter(**({"project": project} if project is not None else {"user": user}))
-    if budget.period != BudgetPeriod.TOTAL:
-        rollups = rollups.filter(day__gte=start)
-    spent = rollups.aggregate(total=Sum("credits"))["total"] or 0
-    held = sum(job.credits_held for job in in_flight)
-    # The count is set, not added to: switching total → monthly → total finds the total row kept from
-    # before (usage rows go only with the budget), whose spend and running holds are in these figures
-    # already.
-    if not spent and not held:
-        BudgetUsage.objects.filter(budget=budget, period_start=start).delete()
-        return  # the first hold makes the row, as for any period
-    usage, _ = BudgetUsage.objects.update_or_create(budget=budget, period_start=start,
-                                                    defaults={"spent": spent, "held": held})
-    for job in in_flight:
-        if usage.pk not in (job.budget_usage_ids or []):
-            Generation.objects.filter(pk=job.pk).update(budget_usage_ids=[*(job.budget_usage_ids or []), usage.pk])
-
 
 @transaction.atomic
 def budget_clear(*, project: Any = None, user: Any = None) -> bool:
@@ -300,10 +232,10 @@ def _add_held(budget: Budget, usage: BudgetUsage, credits: int, *, project: Any)
 
 
 def _counted(generation: Any) -> tuple[list[int], int]:
-    """Read fresh: callers hold copies loaded before a fallback switch, or with deferred fields."""
-    from generations.models import Generation
-
-    row = Generation.objects.filter(pk=generation.pk).values_list("budget_usage_ids", "credits_held").first()
+    """Read fresh: callers hold copies loaded before a fallback switch, or with deferred fields. The
+    row is read through the class of the job handed in: billing sits below generations and does not
+    import them (docs/ARCHITECTURE.md, "Layers")."""
+    row = type(generation).objects.filter(pk=generation.pk).values_list("budget_usage_ids", "credits_held").first()
     return (list(row[0] or []), int(row[1])) if row else ([], 0)
 
 

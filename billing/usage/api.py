@@ -14,7 +14,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.referrals import referral_bonus, referral_code_get_or_create, referral_redeem
-from billing.usage.services import GROUPINGS, UsageQuery, UsageRow, usage_query_parse, usage_rows, usage_totals
+from billing.usage.services import GROUPINGS, UsageQuery, UsageRow, usage_rows, usage_totals
+from orchestration.usage import usage_query_parse
 
 CSV_COLUMNS = ["key", "label", "generations", "succeeded", "failed", "success_rate", "credits", "provider_cost_usd"]
 

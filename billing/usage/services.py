@@ -77,12 +77,10 @@ def _parse_date(value: str, name: str) -> dt.date:
         raise InvalidRequest(f"{name} must be a date like 2025-03-14.", fields={name: ["Expected YYYY-MM-DD."]})
 
 
-def usage_query_parse(*, user: User, params: Mapping[str, str], default_group_by: str = "day") -> UsageQuery:
-    """Read `group_by`, `from`, `to` and `project` from query parameters, shared by the API, the CSV
-    export and the web page. The project comes through the access funnel (404 for one the user may
-    not see). Defaults: the last 30 days, by day."""
-    from projects.selectors import project_get_for_user
-
+def usage_period_parse(*, params: Mapping[str, str], default_group_by: str = "day") -> UsageQuery:
+    """Read `group_by`, `from` and `to` from query parameters. Defaults: the last 30 days, by day. The
+    `project` parameter goes through the projects' access funnel, above billing: callers use
+    `orchestration.usage.usage_query_parse`, which reads all four."""
     group_by = params.get("group_by") or default_group_by
     if group_by not in GROUPINGS:
         raise InvalidRequest(f"group_by must be one of {', '.join(GROUPINGS)}.",
@@ -95,8 +93,7 @@ def usage_query_parse(*, user: User, params: Mapping[str, str], default_group_by
         raise InvalidRequest("from must not be after to.", fields={"from": ["Must be on or before `to`."]})
     if (date_to - date_from).days >= MAX_DAYS:
         raise InvalidRequest(f"The range is limited to {MAX_DAYS} days.", fields={"from": ["Range too long."]})
-    project = project_get_for_user(user, params["project"]) if params.get("project") else None
-    return UsageQuery(group_by=group_by, date_from=date_from, date_to=date_to, project=project)
+    return UsageQuery(group_by=group_by, date_from=date_from, date_to=date_to)
 
 
 def _scope(*, user: User, query: UsageQuery) -> QuerySet[UsageDaily]:

@@ -10,16 +10,10 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.selectors import api_token_list_for_user, provider_key_list_for_user
-from accounts.services import (
-    PROVIDER_LABELS,
-    api_token_create,
-    api_token_revoke,
-    provider_key_delete,
-    provider_key_save,
-    remote_providers,
-)
+from accounts.services import api_token_create, api_token_revoke, provider_key_delete
 from assets.uploads.quota import storage_summary_for_user
 from core.errors import ServiceError
+from generations.credentials import PROVIDER_LABELS, provider_key_save, remote_providers
 from studio.forms import TokenForm
 from studio.views.budgets import budget_card_context, notifications_context
 

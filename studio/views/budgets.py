@@ -18,7 +18,6 @@ from django.views.decorators.http import require_POST
 from billing.budgets.services import (
     budget_clear,
     budget_get,
-    budget_set,
     budget_status,
     notification_list_for_user,
     notification_mark_read,
@@ -27,6 +26,7 @@ from billing.budgets.services import (
 from billing.models import BudgetPeriod
 from core.errors import ServiceError
 from generations.pricing import credits_display
+from orchestration.budgets import budget_set
 from projects.selectors import project_get_for_user
 
 TEMPLATE = "studio/_budget.html"

@@ -6,7 +6,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from core.errors import ServiceError
-from projects.selectors import project_list_with_stats_for_user
+from orchestration.projects import project_list_with_stats_for_user
 from projects.services import project_create
 from studio.forms import ProjectForm, add_service_errors
 from studio.views.display import cover_url

@@ -17,9 +17,10 @@ from django.views.decorators.http import require_GET, require_POST
 from billing.services import credits_summary
 from core.errors import ServiceError
 from generations.selectors import model_list
+from orchestration.projects import project_delete
 from projects.models import Project
 from projects.selectors import project_get_for_user
-from projects.services import project_delete, project_update
+from projects.services import project_update
 from studio.forms import ProjectEditForm, add_service_errors
 from studio.schema_form import inputs_from_post
 from studio.views.display import default_model

@@ -13,8 +13,9 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from billing.usage.api import usage_csv_response
-from billing.usage.services import GROUPINGS, UsageQuery, UsageRow, usage_query_parse, usage_rows, usage_totals
+from billing.usage.services import GROUPINGS, UsageQuery, UsageRow, usage_rows, usage_totals
 from core.errors import InvalidRequest
+from orchestration.usage import usage_query_parse
 from projects.selectors import project_list_for_user
 
 TEMPLATE = "studio/usage.html"

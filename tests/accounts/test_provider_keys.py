@@ -13,9 +13,10 @@ from rest_framework.test import APIClient
 
 from accounts.crypto import Sealed, open_sealed, seal
 from accounts.models import ProviderKey
-from accounts.services import provider_key_reveal, provider_key_save, provider_keys_rotate
+from accounts.services import provider_key_reveal, provider_keys_rotate
 from billing.services import credits_summary
 from core.errors import InvalidRequest
+from generations.credentials import provider_key_save
 from generations.models import Generation, Status
 from generations.runner import generation_run
 from generations.services import generation_create

@@ -156,7 +156,7 @@ def test_an_unknown_model_is_400(owner_api: APIClient, project: Any, catalog: No
 
 
 def test_not_enough_credits_is_402_with_balance_and_estimate(project: Any, catalog: None) -> None:
-    from accounts.services import user_create
+    from billing.signup import user_create
     from tests.conftest import api_client_for
 
     poor = user_create(email="poor@example.com", password="x" * 12, starter_credits=0)

@@ -17,12 +17,12 @@ from django.http import StreamingHttpResponse
 from django.test.utils import CaptureQueriesContext
 from PIL import Image
 
-from accounts.services import provider_key_save
 from assets.library.collections import collection_create, collection_items_add
 from assets.library.organise import asset_trash, asset_update
 from assets.models import Asset, AssetSource
 from assets.services import asset_create_from_bytes
 from assets.sharing.export import safe_member_name
+from generations.credentials import provider_key_save
 from generations.models import Generation
 from projects.services import project_create
 from tests.conftest import api_client_for

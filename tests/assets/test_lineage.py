@@ -15,7 +15,6 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from PIL import Image
 
-from assets.library.lineage import MAX_DEPTH, asset_lineage
 from assets.models import Asset
 from assets.services import asset_create_from_bytes
 from generations.ingest import outputs_store
@@ -23,6 +22,7 @@ from generations.models import AIModel, Generation, Status
 from generations.providers.base import Output
 from generations.runner import generation_run
 from generations.services import generation_create
+from orchestration.lineage import MAX_DEPTH, asset_lineage
 
 pytestmark = pytest.mark.django_db
 
@@ -212,7 +212,7 @@ def test_queries_grow_with_depth_not_with_the_number_of_children(owner: Any, pro
 
 def test_more_children_than_the_tree_holds_load_only_what_it_shows(owner: Any, project: Any,
                                                                    monkeypatch: Any) -> None:
-    monkeypatch.setattr("assets.library.lineage.MAX_NODES", 6)
+    monkeypatch.setattr("orchestration.lineage.MAX_NODES", 6)
     root = asset_create_from_bytes(project=project, data=png((7, 7, 7)), name="root.png")
     variations = [asset_create_from_bytes(project=project, data=png((n, 8, 8)), name=f"v{n}.png", parent=root)
                   for n in range(9)]

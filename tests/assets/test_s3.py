@@ -37,7 +37,7 @@ from assets.library.organise import asset_trash, assets_delete, assets_purge_tra
 from assets.models import Asset
 from assets.services import asset_create_from_bytes
 from assets.storage import content_disposition, safe_mime
-from projects.services import project_delete
+from orchestration.projects import project_delete
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]

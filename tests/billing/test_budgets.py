@@ -21,7 +21,6 @@ from billing.budgets.services import (
     budget_clear,
     budget_hold,
     budget_resize,
-    budget_set,
     budget_status,
     period_start,
 )
@@ -32,6 +31,7 @@ from generations import attempts, runner
 from generations.models import Generation, Status
 from generations.runner import generation_run
 from generations.services import generation_cancel, generation_create
+from orchestration.budgets import budget_set
 from studio import urls as studio_urls
 from studio.views import budgets as budget_views
 
@@ -569,7 +569,7 @@ def _race(n: int, attempt: Any) -> tuple[int, int]:
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_hundred_concurrent_submits_against_a_budget_covering_fifty_accept_exactly_fifty(catalog: None) -> None:
-    from accounts.services import user_create
+    from billing.signup import user_create
     from projects.services import project_create
 
     user = user_create(email="crowd@example.com", password="x" * 12, starter_credits=500)
@@ -587,7 +587,7 @@ def test_a_hundred_concurrent_submits_against_a_budget_covering_fifty_accept_exa
 def test_the_budget_lock_alone_stops_concurrent_holds_from_overshooting(catalog: None) -> None:
     """Without the wallet lock in front (future collaborators pay from their own wallets): budget_hold
     from many transactions at once against one project budget."""
-    from accounts.services import user_create
+    from billing.signup import user_create
     from projects.services import project_create
 
     user = user_create(email="team@example.com", password="x" * 12, starter_credits=0)

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from accounts.services import user_create
 from billing.models import Hold, HoldStatus
 from billing.selectors import unbalanced_transactions, wallet_drift
 from billing.services import InsufficientCredits, credits_summary, hold_settle
+from billing.signup import user_create
 from generations.models import Generation
 from generations.services import generation_create
 from projects.services import project_create

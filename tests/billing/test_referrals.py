@@ -11,12 +11,12 @@ from allauth.account.models import EmailAddress
 from django.db import connection
 from django.utils import timezone
 
-from accounts.services import user_create
 from billing.limits import plan_assign
 from billing.models import CheckoutSession, CheckoutStatus, CreditPack, Entry, Plan, Referral, Transaction
 from billing.referrals import referral_code_get_or_create, referral_redeem
 from billing.selectors import unbalanced_transactions, wallet_drift
 from billing.services import credits_grant, credits_summary
+from billing.signup import user_create
 from core.errors import Conflict, InvalidRequest
 from generations.services import generation_create
 from projects.services import project_create

@@ -598,7 +598,7 @@ def test_reconciliation_asks_stripe_about_open_sessions_and_can_credit_a_lost_we
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_deliveries_of_the_same_events_credit_and_claw_back_exactly_once(settings: Any) -> None:
-    from accounts.services import user_create
+    from billing.signup import user_create
 
     settings.STRIPE_WEBHOOK_SECRET = WHSEC
     buyer = user_create(email="buyer@example.com", password="x" * 12, starter_credits=0)

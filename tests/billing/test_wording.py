@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 
-from billing.budgets.services import BudgetExceeded, budget_set, period_start
+from billing.budgets.services import BudgetExceeded, period_start
 from billing.models import BudgetUsage
 from billing.services import InsufficientCredits, credits_hold
 from generations.services import generation_create
+from orchestration.budgets import budget_set
 
 
 def test_a_wallet_one_credit_short_says_it_needs_one_credit(owner: Any) -> None:

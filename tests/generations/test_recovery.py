@@ -13,7 +13,6 @@ from django.utils import timezone
 from PIL import Image
 
 from assets import tasks as asset_tasks
-from billing.budgets.services import budget_set
 from billing.models import BudgetUsage, Hold
 from billing.services import credits_summary
 from generations import attempts, dispatch, runner
@@ -23,6 +22,7 @@ from generations.providers.base import Output, ProviderJob, ProviderStatus
 from generations.runner import generation_run
 from generations.services import generation_cancel, generation_create
 from generations.sweep import generations_sweep_stale
+from orchestration.budgets import budget_set
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ import pytest
 from generations.models import Generation, Status
 from generations.selectors import generation_recent_for_project
 from generations.services import generation_create
-from projects.selectors import project_list_with_stats_for_user
+from orchestration.projects import project_list_with_stats_for_user
 
 pytestmark = pytest.mark.django_db
 

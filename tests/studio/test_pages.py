@@ -222,7 +222,7 @@ def test_invalid_inputs_show_errors_next_to_the_fields_and_create_nothing(
 
 
 def test_insufficient_credits_shows_the_message_and_creates_nothing(client: Any, catalog: None) -> None:
-    from accounts.services import user_create
+    from billing.signup import user_create
 
     broke = user_create(email="broke@example.com", password="x-correct-horse", starter_credits=0)
     project = project_create(owner=broke, name="Dreams")

@@ -12,7 +12,6 @@ from django.http import Http404
 from accounts.models import User
 from assets.services import asset_create
 from assets.uploads.inspection import RefusedFile
-from billing.services import InsufficientCredits
 from billing.wording import credits_display
 from core.errors import ServiceError
 from generations.models import Generation, Status
@@ -60,9 +59,7 @@ class Command(BaseCommand):
             inputs[key] = self._upload(project, raw[1:]) if raw.startswith("@") else _parse_value(raw)
         try:
             generation = generation_create(user=user, project_id=project.pk, model_id=opts["model"], inputs=inputs)
-        except InsufficientCredits as exc:
-            raise CommandError(str(exc)) from exc
-        except ServiceError as exc:
+        except ServiceError as exc:  # every refusal, InsufficientCredits and BudgetExceeded included
             details = "; ".join(f"{k}: {', '.join(v)}" for k, v in exc.fields.items())
             raise CommandError(f"{exc.message}" + (f" ({details})" if details and details not in exc.message else ""))
         if not opts["json"]:

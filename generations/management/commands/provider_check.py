@@ -6,6 +6,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.models import ProviderKey
+from accounts.services import provider_key_reveal
 from generations.providers.base import ProviderError
 from generations.providers.registry import PROVIDERS, get_provider
 
@@ -23,9 +25,6 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, provider: str, user: str | None, **options: Any) -> None:
         if user:
-            from accounts.models import ProviderKey
-            from accounts.services import provider_key_reveal
-
             row = ProviderKey.objects.filter(user__email__iexact=user, provider=provider).first()
             if row is None:
                 raise CommandError(f"{user} has no {provider} key saved.")

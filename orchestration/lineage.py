@@ -15,6 +15,8 @@ job made from the same source) is shown again as a leaf marked `repeat`.
 Cost: a step made by a job costs that job's `credits_charged` and `provider_cost_usd`; an upload costs
 0. A job with several outputs is one step however many of its outputs appear: totals count each job
 once. `to_make` is this asset with everything upstream of it; `chain` adds everything made from it.
+
+It reads assets and the jobs that made them, so it sits above both apps (docs/ARCHITECTURE.md, "Layers").
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from django.db.models import Q
 from assets.library.selectors import asset_get_for_user, asset_list_for_user
 from assets.models import Asset
 from generations.inputs import asset_fields
+from generations.models import AIModel
+from generations.selectors import generation_list_for_user
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -177,8 +181,6 @@ class _Walk:
             level = nxt
 
     def down(self, root: LineageNode) -> None:
-        from generations.selectors import generation_list_for_user
-
         keys = _asset_input_names()
         level = [root]
         for depth in range(MAX_DEPTH + 1):
@@ -217,8 +219,6 @@ class _Walk:
 
 def _asset_input_names() -> list[str]:
     """Every input name that takes an asset in any catalog model (a handful)."""
-    from generations.models import AIModel
-
     names: set[str] = set()
     for schema in AIModel.objects.values_list("input_schema", flat=True):
         names.update(asset_fields(schema or {}))

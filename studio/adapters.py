@@ -1,3 +1,5 @@
+"""allauth's hooks for the web app's sign-in and sign-up pages (ACCOUNT_ADAPTER)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -5,9 +7,10 @@ from typing import Any
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.core.ratelimit import respond_429
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
+
+from billing.signup import starter_credits_grant
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -23,10 +26,7 @@ class AccountAdapter(DefaultAccountAdapter):
 
     def save_user(self, request, user, form, commit=True):  # type: ignore[no-untyped-def]
         """Web sign-ups get their wallet and starter credits through the same ledger service."""
-        from billing.services import credits_grant
-
         user = super().save_user(request, user, form, commit=commit)
-        if commit and settings.STARTER_CREDITS > 0:
-            credits_grant(user=user, amount=settings.STARTER_CREDITS, reason="Starter credits",
-                          idempotency_key=f"starter:{user.pk}")
+        if commit:
+            starter_credits_grant(user=user)
         return user
