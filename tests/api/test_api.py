@@ -68,19 +68,6 @@ def test_a_model_shows_its_schema_and_price(owner_api: APIClient, catalog: None)
     assert owner_api.get("/api/v1/models/nope/nothing").status_code == 404
 
 
-def test_projects_crud(owner_api: APIClient) -> None:
-    created = owner_api.post("/api/v1/projects", {"name": "Teaser", "tags": ["a", "a", "b"]}, format="json")
-    assert created.status_code == 201, created.json()
-    pid = created.json()["id"]
-    assert created.json()["tags"] == ["a", "b"]
-    assert owner_api.post("/api/v1/projects", {"name": "Teaser"}, format="json").status_code == 409
-    patched = owner_api.patch(f"/api/v1/projects/{pid}", {"description": "30s cut", "archived": True}, format="json")
-    assert patched.json()["description"] == "30s cut" and patched.json()["archived"] is True
-    assert [p["name"] for p in owner_api.get("/api/v1/projects").json()["results"]] == ["Teaser"]
-    assert owner_api.delete(f"/api/v1/projects/{pid}").status_code == 204
-    assert owner_api.get(f"/api/v1/projects/{pid}").status_code == 404
-
-
 def test_an_outsider_gets_404_for_every_route_of_another_users_objects(
         owner_api: APIClient, outsider_api: APIClient, project: Any, catalog: None) -> None:
     upload = owner_api.post("/api/v1/assets", {"project": str(project.pk),
@@ -259,7 +246,6 @@ def _named(data: bytes, name: str) -> io.BytesIO:
     fh = io.BytesIO(data)
     fh.name = name
     return fh
-
 
 
 def test_the_committed_openapi_schema_is_current_and_valid(tmp_path: Any) -> None:

@@ -14,7 +14,7 @@ from core.errors import InvalidRequest
 from core.parsers import MAX_INPUTS_DEPTH, MAX_JSON_DEPTH, StudioJSONParser, json_depth_exceeds
 from generations.models import Generation
 from generations.services import generation_estimate
-from projects.models import DESCRIPTION_MAX, Project
+from projects.models import Project
 
 pytestmark = pytest.mark.django_db
 
@@ -91,31 +91,6 @@ def test_a_form_body_over_the_size_limit_is_a_413_in_the_json_error_shape(
                               format="multipart")
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "too_large"
-
-
-def test_a_project_description_over_its_cap_is_a_400_and_nothing_is_stored(owner_api: APIClient) -> None:
-    response = owner_api.post("/api/v1/projects", {"name": "Big", "description": "d" * 4_000_000}, format="json")
-    assert response.status_code == 400
-    assert response.json()["error"]["fields"]["description"] == [f"At most {DESCRIPTION_MAX} characters."]
-    assert len(response.content) < 2_000
-    assert not Project.objects.exists()
-
-
-def test_a_project_description_cannot_grow_past_its_cap_by_a_change(owner_api: APIClient, project: Any) -> None:
-    response = owner_api.patch(f"/api/v1/projects/{project.pk}", {"description": "d" * (DESCRIPTION_MAX + 1)},
-                               format="json")
-    assert response.status_code == 400
-    project.refresh_from_db()
-    assert project.description == ""
-    assert owner_api.patch(f"/api/v1/projects/{project.pk}", {"description": "d" * DESCRIPTION_MAX},
-                           format="json").status_code == 200
-
-
-def test_the_database_refuses_an_overlong_description_from_any_writer(project: Any) -> None:
-    from django.db import IntegrityError, transaction
-
-    with pytest.raises(IntegrityError), transaction.atomic():
-        Project.objects.filter(pk=project.pk).update(description="d" * (DESCRIPTION_MAX + 1))
 
 
 def test_a_huge_prompt_is_refused_without_being_echoed_back(
