@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.urls import get_script_prefix, get_urlconf, reverse
 
@@ -54,7 +54,8 @@ def asset_download_url(*, asset: Asset, request: Any = None, inline: bool = Fals
     pictures, video and audio to be shown rather than saved (anything else stays an attachment)."""
     storage = asset.file.storage
     if presigns(storage):
-        return presigned_url(storage, asset.file.name, filename=asset.name, mime=asset.mime, inline=inline)
+        # Typed str | None by the stubs; every asset row has its file.
+        return presigned_url(storage, cast(str, asset.file.name), filename=asset.name, mime=asset.mime, inline=inline)
     return absolute_url(request, asset_path("asset-download", asset.pk) + ("?inline=1" if inline else ""))
 
 

@@ -10,6 +10,8 @@ from django.db import transaction
 from assets.models import Asset, AssetSource
 from assets.previews.service import preview_enqueue
 from assets.uploads.inspection import Inspection, inspect_file, iter_chunks
+from assets.uploads.quota import quota_check, quota_reserve
+from assets.uploads.sanitise import location_remove
 from projects.models import Project
 
 
@@ -52,9 +54,6 @@ def asset_create(
 
     Inside a caller's transaction that later rolls back, the caller deletes `asset.file.name` (see
     generations.ingest), since Django has no on-rollback hook."""
-    from assets.uploads.quota import quota_check, quota_reserve
-    from assets.uploads.sanitise import location_remove
-
     upload = source == AssetSource.UPLOAD
     inspection = inspect_file(fh, name=name, size=size, strict=upload if strict is None else strict)
     if upload:

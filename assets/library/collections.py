@@ -80,8 +80,9 @@ def collection_assets(collection: Collection) -> list[Asset]:
     """The visible assets in order, with `.position` set to their index among the visible items."""
     assets = []
     for index, item in enumerate(collection_items(collection)[:MAX_ITEMS]):
-        item.asset.position = index
-        item.asset.added_at = item.added_at
+        # Set for this page, not columns: the templates and the API read them off the asset.
+        item.asset.position = index  # type: ignore[attr-defined]
+        item.asset.added_at = item.added_at  # type: ignore[attr-defined]
         assets.append(item.asset)
     return assets
 
