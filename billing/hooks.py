@@ -1,5 +1,5 @@
-"""What billing does when a generation moves: called by generations.services inside the same
-transactions as the ledger hold, settle and release."""
+"""What billing does when a generation moves: called by generations.services and the worker
+(generations.attempts) inside the same transactions as the ledger hold, settle and release."""
 
 from __future__ import annotations
 

@@ -126,19 +126,32 @@ def _database_url() -> str:
     return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+# Every queue the studio has (config.settings CELERY_TASK_ROUTES): by default one test worker consumes them all.
+ALL_QUEUES = ("generations", "previews", "housekeeping")
+
+
 class WorkerProcess:
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    """A real `celery worker` process. By default one solo process on every queue; a test of the queues
+    starts one per queue (`queues`), with a prefork pool of `concurrency` where it needs parallel slots,
+    and `app` names another Celery app module (tests/e2e/fal_worker.py)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, *, queues: tuple[str, ...] = ALL_QUEUES,
+                 concurrency: int | None = None, name: str = "test", app: str = "config") -> None:
         self.env = env
+        self.app = app
         self.log_path = log_path
+        self.queues = queues
+        self.concurrency = concurrency
+        self.name = name
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         log = open(self.log_path, "ab")
+        pool = ["--pool=solo"] if self.concurrency is None else ["--pool=prefork", f"--concurrency={self.concurrency}"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--loglevel=INFO",
-             # Both lanes in one process: generation runs (the default queue) and housekeeping.
-             "-Q", "celery,housekeeping",
-             "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"test-{os.getpid()}@%h"],
+            [sys.executable, "-m", "celery", "-A", self.app, "worker", *pool, "--loglevel=INFO",
+             "-Q", ",".join(self.queues),
+             "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{self.name}-{os.getpid()}@%h"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         return self

@@ -141,9 +141,16 @@ class Provider(Protocol):
     a request, not a stop: the job may still finish (fal: 202 then the app completes; 400
     ALREADY_COMPLETED), so the runner keeps polling to a terminal state afterwards, for at most
     GENERATION_CANCEL_GRACE, and delivers a result that arrives. It never raises.
+
+    `parks_between_polls`: True when a job's state lives at the provider (fal's queue, Replicate's
+    predictions), so the runner may let go of it between polls and any worker may poll it next
+    (generations.runner, docs/ARCHITECTURE.md "Queues"); False for jobs that live in this worker process
+    (the local engines, the synchronous adapters' thread calls). An adapter whose jobs differ defines it
+    as a method of the job instead (Google: Veo's operations park, its synchronous calls do not).
     """
 
     name: str
+    parks_between_polls: bool = False
 
     def submit(self, model: CatalogModel, inputs: dict[str, Any], *, credentials: dict[str, str] | None,
                webhook_url: str | None = None) -> ProviderJob: ...

@@ -388,6 +388,7 @@ def _status(prediction: Prediction, data: dict[str, Any]) -> ProviderStatus:
 class ReplicateProvider:
     name = NAME
     output_hosts = ("replicate.delivery", "*.replicate.delivery")
+    parks_between_polls = True  # a prediction lives at Replicate: any worker can poll it
 
     def submit(self, model: CatalogModel, inputs: dict[str, Any], *, credentials: dict[str, str] | None,
                webhook_url: str | None = None) -> ProviderJob:

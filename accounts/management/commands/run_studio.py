@@ -1,4 +1,5 @@
-"""`make run`: the web server, a generation worker, a housekeeping worker and beat, under one supervisor.
+"""`make run`: the web server, a worker per queue (generations, previews, housekeeping) and beat, under
+one supervisor (docs/ARCHITECTURE.md, "Queues").
 
 Why not a shell `trap 'kill 0'`: that signals every process in the group at once, so Celery's prefork
 pool children and embedded beat were killed underneath their parents mid-shutdown (the worker logs
@@ -9,10 +10,11 @@ to each main process (Celery's warm shutdown stops its own pool), waits up to --
 (6: an idle worker notices SIGTERM only between 2-second polls of the broker, then stops its pool),
 and SIGKILLs whatever is left of each process group. A second Ctrl-C kills at once.
 
-The demo credentials are printed last, once the web server answers HTTP and both workers and beat
+The demo credentials are printed last, once the web server answers HTTP and every worker and beat
 have said they are ready (config/celery.py touches STUDIO_READY_FILE on `worker_ready`/`beat_init`),
-so the workers' banners no longer scroll them away. Housekeeping and beat log at WARNING: their
-periodic "task received/succeeded" lines would bury the credentials and every run's progress.
+so the workers' banners no longer scroll them away. The previews and housekeeping workers and beat log
+at WARNING: their "task received/succeeded" lines (one per upload, one per sweep) would bury the
+credentials and every run's progress.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from django.db import connections
 from accounts.management.demo import DEMO_EMAIL, credentials_lines, demo_account_ensure
 
 CELERY_FLAGS = ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+# Previews are CPU-bound (decoding, resizing, hashing): one at a time beside the generation worker's
+# local engines keeps a development machine responsive; a backlog waits on its own queue.
+PREVIEW_CONCURRENCY = 1
 READY_GRACE = 0.3  # seconds
 
 
@@ -84,15 +89,16 @@ class Child:
 
 
 class Command(BaseCommand):
-    help = ("Start the studio for development: the web server, a generation worker (queue `celery`), a "
-            "housekeeping worker (queue `housekeeping`) and beat; print the demo account's credentials "
-            "once all are up. Ctrl-C, SIGTERM or closing the terminal stops them all within --stop-timeout seconds.")
+    help = ("Start the studio for development: the web server, a worker per queue (`generations`, `previews`, "
+            "`housekeeping`) and beat; print the demo account's credentials once all are up. Ctrl-C, SIGTERM or closing the terminal stops them all within --stop-timeout seconds.")
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--email", default=os.environ.get("DEMO_EMAIL", DEMO_EMAIL))
-        parser.add_argument("--concurrency", type=int, default=2, help="Generation worker processes (default 2).")
+        parser.add_argument("--concurrency", type=int, default=2,
+                            help="Generation worker processes (default 2). Jobs on remote providers are parked "
+                                 "between polls, so two serve many; the local provider's engines run in them.")
         parser.add_argument("--ready-timeout", type=float, default=180.0,
                             help="Seconds to wait for every process to come up (default 180).")
         parser.add_argument("--stop-timeout", type=float, default=6.0,
@@ -154,8 +160,12 @@ class Command(BaseCommand):
         return [
             Child("web", [sys.executable, "manage.py", "runserver", f"{host}:{port}",
                           *(["--noreload"] if noreload else [])], signal_group=True),
-            Child("worker", [*celery, "worker", "-Q", "celery", "-n", "generation@%h", f"--concurrency={concurrency}",
-                             "--loglevel=INFO", *CELERY_FLAGS], ready_file=ready_dir / "worker"),
+            Child("worker", [*celery, "worker", "-Q", "generations", "-n", "generation@%h",
+                             f"--concurrency={concurrency}", "--loglevel=INFO", *CELERY_FLAGS],
+                  ready_file=ready_dir / "worker"),
+            Child("previews", [*celery, "worker", "-Q", "previews", "-n", "previews@%h",
+                               f"--concurrency={PREVIEW_CONCURRENCY}", "--loglevel=WARNING", *CELERY_FLAGS],
+                  ready_file=ready_dir / "previews"),
             # One task at a time is plenty for sweeps and prunes, and the solo pool needs no child process.
             Child("housekeeping", [*celery, "worker", "-Q", "housekeeping", "-n", "housekeeping@%h", "--pool=solo",
                                    "--concurrency=1", "--loglevel=WARNING", *CELERY_FLAGS],

@@ -26,6 +26,7 @@ class FalProvider:
     name = "fal"
     # fal serves generated files from its CDN (v3.fal.media and other *.fal.media hosts, §1.3).
     output_hosts = ("fal.media", "*.fal.media")
+    parks_between_polls = True  # the request lives in fal's queue: any worker can poll it
 
     def __init__(self) -> None:
         # request id → the key it was submitted with, so poll/cancel in this worker use the same key

@@ -76,6 +76,11 @@ class GoogleProvider:
     # Every output arrives as bytes (inlineData, bytesBase64Encoded), so nothing is downloaded by URL.
     output_hosts: tuple[str, ...] = ()
 
+    def parks_between_polls(self, job: ProviderJob) -> bool:
+        # A Veo operation lives at Google (any worker can poll it); a synchronous call runs on a thread
+        # of the worker that submitted it, which alone can poll it.
+        return job.data.get("method") == "generate_videos"
+
     def __init__(self) -> None:
         # Synchronous calls (generateContent, Imagen :predict) run on a thread per call behind submit/poll,
         # so the runner keeps its heartbeat, cancel checks and deadline while Google works.
