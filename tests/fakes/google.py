@@ -1,5 +1,5 @@
 """A fake Google Gen AI backend: the Gemini Developer API and the Vertex AI (express mode) routes that
-google-genai 3.4.0 calls, as captured from the SDK (tests/providers/test_google.py records them).
+google-genai 3.4.0 calls, as captured from the SDK (tests/providers/google/ records them).
 
 Routes (paths as the SDK builds them; see docs/providers/google.md, "The wire protocol" §3.x):
   POST /{v1|v1beta}/models/{model}:generateContent                      Gemini text and image output
