@@ -33,8 +33,8 @@ migrate: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py catalog_load
 
-# Web on $(HOST):$(PORT), a generation worker (queue `celery`), a housekeeping worker (queue
-# `housekeeping`) and beat, on the embedded defaults unless the environment says otherwise, under one
+# Web on $(HOST):$(PORT), a worker per queue (`generations`, `previews`, `housekeeping`) and beat, on
+# the embedded defaults unless the environment says otherwise, under one
 # supervisor (accounts/management/commands/run_studio.py) that prints the demo credentials once all
 # are up. Ctrl-C or SIGTERM stops them all within a few seconds.
 run: migrate
@@ -43,7 +43,7 @@ run: migrate
 web: migrate
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
-# The two workers and beat without the web server (`make web` in another terminal).
+# The workers and beat without the web server (`make web` in another terminal).
 worker: install
 	@$(PY) manage.py run_studio --no-web
 

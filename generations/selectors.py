@@ -53,7 +53,7 @@ def generation_list_for_user(user: User | AnonymousUser) -> QuerySet[Generation]
 
 def with_queue_place(qs: QuerySet[Generation]) -> QuerySet[Generation]:
     """Annotate `queued_ahead` on each queued job: how many queued jobs, anyone's, were created before
-    it. Every generation run waits on the one `celery` queue for the studio's own workers (before it is
+    it. Every generation run waits on the one `generations` queue for the studio's own workers (before it is
     sent to any provider), oldest first, so this is how many jobs the workers take up before this one
     (0: it is next). A job waiting out a retry's backoff counts as ahead: an estimate, not a promise.
     One correlated subquery, so a page of jobs costs no extra query: a bare COUNT(*) (no GROUP BY, so
