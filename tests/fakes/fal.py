@@ -2,6 +2,8 @@
 and file host (v3.fal.media) and the webhook JWKS, all on one FakeServer, speaking the wire protocol summarised
 in docs/providers/fal.md ("The wire protocol", §1.x) as fal-client 1.0.3 expects it.
 
+Over 400 lines as one module: one handler serves the queue, storage, CDN and JWKS from one shared state.
+
 Run it over TLS: `with FalFakeServer(ca=LocalCA(...)) as server:` (or `FakeServer(FalFake, ca=...)`
 followed by `fal_fake_setup(server)`). Tests script it through `server.state`:
 

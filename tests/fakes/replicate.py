@@ -1,6 +1,8 @@
 """A loopback Replicate: the HTTP API the `replicate` SDK (1.0.7) speaks, and the file host its outputs
 live on (replicate.delivery in real life), served together over TLS by one FakeServer.
 
+Over 400 lines as one module: one handler serves every route from one shared state, as Replicate does.
+
 Sources for each behaviour are cited beside it: the HTTP reference (https://replicate.com/docs/reference/http),
 the SDK source (replicate/{client,prediction,model,file,webhook,exceptions}.py), and
 docs/providers/replicate.md, "The wire protocol" ("ref §2.x").

@@ -1,4 +1,6 @@
-"""The OpenAI adapter, driven through the real `openai` SDK against the loopback fake (tests/fakes/openai.py)."""
+"""The OpenAI adapter, driven through the real `openai` SDK against the loopback fake (tests/fakes/openai.py).
+
+A little over 400 lines: images, chat, speech and their worked examples share one fake and its helpers."""
 
 from __future__ import annotations
 
