@@ -30,12 +30,8 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from generations.providers.base import ProviderError, ProviderStatus, State
-
-if TYPE_CHECKING:
-    from generations.providers.base import ProviderJob
+from generations.providers.base import ProviderError, ProviderJob, ProviderStatus, State
 
 logger = logging.getLogger(__name__)
 

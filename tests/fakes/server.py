@@ -12,6 +12,7 @@ import ipaddress
 import json
 import socket
 import ssl
+import sys
 import threading
 from dataclasses import dataclass
 from functools import cached_property
@@ -121,8 +122,6 @@ class FakeHTTPServer(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that hangs up mid-response (a size cap doing its job) is not a test failure.
-        import sys
-
         if not isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError)):
             super().handle_error(request, client_address)
 
