@@ -13,11 +13,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 from django.core.files.storage import default_storage
 
 State = Literal["queued", "running", "succeeded", "failed", "canceled"]
+OutputKind = Literal["image", "video", "audio", "text", "mesh", "other"]
+OUTPUT_KINDS: tuple[OutputKind, ...] = get_args(OutputKind)
+
+
+def as_output_kind(value: object) -> OutputKind | None:
+    """`value` when it names an output kind (a catalog's or a provider's string), else None."""
+    for kind in OUTPUT_KINDS:
+        if value == kind:
+            return kind
+    return None
 
 
 class ProviderError(Exception):
@@ -80,7 +90,7 @@ class ProviderJob:
 class Output:
     """One produced file. Exactly one of `data` (bytes) or `url` is set."""
 
-    kind: Literal["image", "video", "audio", "text", "mesh", "other"]
+    kind: OutputKind
     mime: str
     data: bytes | None = None
     url: str | None = None

@@ -28,10 +28,11 @@ import io
 import ssl
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import openai
 from django.conf import settings
+from openai.types.chat import ChatCompletionMessageParam
 from PIL import Image
 
 from generations.providers.base import (
@@ -155,7 +156,8 @@ def mask_png(mask: AssetInput, size: tuple[int, int] | None) -> tuple[str, bytes
         img.load()
         has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
         rgba = img.convert("RGBA")
-        if has_alpha and rgba.getchannel("A").getextrema()[0] < 255:
+        # One band: getextrema() is its (min, max).
+        if has_alpha and cast(tuple[int, int], rgba.getchannel("A").getextrema())[0] < 255:
             out = rgba
         else:
             grey = img.convert("L")
@@ -216,7 +218,8 @@ def _run_image(client: openai.OpenAI, model: CatalogModel, params: dict[str, Any
 
 def _run_chat(client: openai.OpenAI, model: CatalogModel, system: str, user: str,
               max_tokens: int) -> ProviderStatus:
-    completion = client.chat.completions.create(model=model.provider_model, messages=chat_messages(system, user),
+    messages = cast("list[ChatCompletionMessageParam]", chat_messages(system, user))  # the same dicts, typed
+    completion = client.chat.completions.create(model=model.provider_model, messages=messages,
                                                 max_completion_tokens=max_tokens)
     usage = completion.usage
     counts = {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens} if usage else {}
@@ -287,7 +290,7 @@ class OpenAIProvider(SyncAdapterMixin):
                 mask = inputs.get("mask")
                 if mask is None:
                     raise ProviderError("mask is required.", code="invalid_input")
-                size = (image.width, image.height) if image.width and image.height else None
+                size = (image.width, image.height) if image is not None and image.width and image.height else None
                 files["mask"] = mask_png(mask, size)
             return lambda client: _run_image(client, model, params, files)
         if operation == "text-generation":

@@ -54,12 +54,14 @@ from generations.providers.base import (
     AssetInput,
     CatalogModel,
     Output,
+    OutputKind,
     ProviderError,
     ProviderJob,
     ProviderStatus,
     State,
     WebhookEvent,
     WebhookRejected,
+    as_output_kind,
 )
 
 logger = logging.getLogger(__name__)
@@ -105,7 +107,7 @@ TRANSIENT_FAILURE = re.compile(r"please retry|\(code: PA\)", re.IGNORECASE)
 CONTENT_POLICY = re.compile(r"nsfw|safety|flagged|sensitive content", re.IGNORECASE)
 
 EXTRA_MIME_TYPES = {".glb": "model/gltf-binary", ".webp": "image/webp", ".mp4": "video/mp4"}
-KIND_BY_MIME_PREFIX = {"image/": "image", "video/": "video", "audio/": "audio", "model/": "mesh", "text/": "text"}
+KIND_BY_MIME_PREFIX: dict[str, OutputKind] = {"image/": "image", "video/": "video", "audio/": "audio", "model/": "mesh", "text/": "text"}
 
 _retry_after = threading.local()  # the Retry-After of the last response on this thread (see _client)
 
@@ -271,11 +273,11 @@ def _mime_for(name: str) -> str:
     return EXTRA_MIME_TYPES.get(ext) or mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
-def _kind_for(mime: str, fallback: str) -> str:
+def _kind_for(mime: str, fallback: str) -> OutputKind:
     for prefix, kind in KIND_BY_MIME_PREFIX.items():
         if mime.startswith(prefix):
             return kind
-    return fallback if fallback in ("image", "video", "audio", "text", "mesh") else "other"
+    return as_output_kind(fallback) or "other"
 
 
 def _file_values(output: Any, output_key: str | None) -> list[str]:

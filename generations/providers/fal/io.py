@@ -13,14 +13,13 @@ from urllib.parse import unquote, urlsplit
 
 import fal_client
 
-from generations.providers.base import AssetInput, CatalogModel, Output, ProviderError
+from generations.providers.base import AssetInput, CatalogModel, Output, OutputKind, ProviderError, as_output_kind
 from generations.providers.fal.client import StudioFalClient
 
 # Inputs up to this size go inline as data URIs (fal_client.encode; model inputs accept them: §1.3 in
 # docs/providers/fal.md); bigger files go through the SDK's upload to fal's CDN so request bodies stay small.
 INLINE_INPUT_MAX_BYTES = 256 * 1024
 
-OUTPUT_KINDS = ("image", "video", "audio", "text", "mesh", "other")
 MESH_MIMES = {"model/gltf-binary": ".glb", "model/obj": ".obj"}
 
 
@@ -55,8 +54,8 @@ def build_arguments(model: CatalogModel, inputs: Mapping[str, Any], client: Stud
     return arguments
 
 
-def _file_kind(mime: str, name: str) -> str:
-    major = mime.split("/", 1)[0]
+def _file_kind(mime: str, name: str) -> OutputKind:
+    major = as_output_kind(mime.split("/", 1)[0])
     if major in ("image", "video", "audio"):
         return major
     if mime in MESH_MIMES or name.lower().endswith((".glb", ".gltf", ".obj")):
@@ -90,12 +89,12 @@ def _output_from_file(value: Mapping[str, Any], *, kind_hint: str | None) -> Out
     if mime == "application/octet-stream" and name:
         mime = mimetypes.guess_type(name)[0] or mime
     kind = _file_kind(mime, name)
-    if kind == "other" and kind_hint in OUTPUT_KINDS:
-        kind = kind_hint
+    if kind == "other":
+        kind = as_output_kind(kind_hint) or kind
     if kind == "mesh" and "." not in name:
         name = f"model{MESH_MIMES.get(mime, '.glb')}"
     metadata = {key: value[key] for key in ("width", "height", "file_size") if value.get(key) is not None}
-    return Output(kind=kind, mime=mime, data=data, url=url, filename=name, metadata=metadata)  # type: ignore[arg-type]
+    return Output(kind=kind, mime=mime, data=data, url=url, filename=name, metadata=metadata)
 
 
 def _files_in(value: Any) -> list[Mapping[str, Any]]:

@@ -51,7 +51,8 @@ def video_poll(job: ProviderJob, api_key: str) -> ProviderStatus:
     polls = int(job.data.get("polls", 0)) + 1
     job.data["polls"] = polls  # in memory for this run; the runner keeps the same job object between polls
     with genai_client(api_key, vertex=True, timeout=POLL_TIMEOUT_SECONDS) as client:
-        operation = sdk_call(client.operations.get, types.GenerateVideosOperation(name=name))
+        # A pydantic model: mypy, without pydantic's plugin here, does not see its fields.
+        operation = sdk_call(client.operations.get, types.GenerateVideosOperation(name=name))  # type: ignore[call-arg]
     if not operation.done:
         logs = [f"Veo is rendering (operation {name.rsplit('/', 1)[-1]})."] if polls == 1 else []
         return ProviderStatus(state="running", logs=logs)
@@ -67,7 +68,8 @@ def video_poll(job: ProviderJob, api_key: str) -> ProviderStatus:
     videos = [g.video for g in generated if g.video is not None and g.video.video_bytes]
     if not videos:
         reasons = list(getattr(result, "rai_media_filtered_reasons", None) or [])
-        if reasons or getattr(result, "rai_media_filtered_count", 0):
+        filtered_count: int = getattr(result, "rai_media_filtered_count", None) or 0
+        if reasons or filtered_count:
             return ProviderStatus(state="failed", error_code="content_policy",
                                   error_message="Google's safety filters removed the video: "
                                   + ("; ".join(reasons) or "no reason given."))

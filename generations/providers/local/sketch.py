@@ -101,11 +101,15 @@ def run(inputs: Mapping[str, Any], report: Report, cancel: threading.Event) -> l
                              "steps": steps})]
 
 
+def _no_report(progress: int, log: str | None = None) -> None:
+    pass
+
+
 def render(params: Mapping[str, Any], *, report: Report | None = None,
            cancel: threading.Event | None = None) -> bytes:
     """Draw the picture and return PNG bytes. `params` must already be validated."""
     cancel = cancel or threading.Event()
-    report = report or (lambda progress, log=None: None)
+    report = report or _no_report
     width, height, steps = params["width"], params["height"], params["steps"]
     words = _words(params["prompt"])
     rng = random.Random(_digest("scene", params["style"], params["seed"], " ".join(words)))
