@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db.models import F
@@ -34,7 +34,7 @@ from generations.attempts import (
     finish,
     requeue,
 )
-from generations.credentials import credentials_for
+from generations.credentials import KeySource, credentials_for
 from generations.fetch import Prepared, outputs_fetch
 from generations.health import circuit_open_for, record_outcome
 from generations.inputs import asset_fields
@@ -100,7 +100,7 @@ def _provider_inputs(generation: Generation) -> dict[str, Any]:
         if asset is None:
             raise ProviderError(f"The input asset for {name!r} no longer exists.", code="input_missing")
         inputs[name] = AssetInput(id=str(asset.pk), kind=asset.kind, mime=asset.mime, name=asset.name,
-                                  storage_name=asset.file.name, size=asset.size, width=asset.width,
+                                  storage_name=asset.file.name or "", size=asset.size, width=asset.width,
                                   height=asset.height)
     return inputs
 
@@ -184,7 +184,9 @@ class _Runner:
     def _prepare(self) -> bool:
         """The key and the inputs the provider gets; a job that cannot have them fails here."""
         generation, attempt = self.generation, self.attempt
-        self.credentials = credentials_for(generation.user, generation.provider, source=generation.key_source)
+        # The column's choices are KeySource's values.
+        self.credentials = credentials_for(generation.user, generation.provider,
+                                           source=cast(KeySource, generation.key_source))
         if self.credentials is None and generation.key_source != "none":
             whose = "your" if generation.key_source == "user" else "the platform's"
             attempt.finish_without_charge(status=Status.FAILED, code="no_key",
