@@ -13,10 +13,11 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from billing.services import credits_summary
-from generations.dispatch import RUN_TASK
+from generations import runner
+from generations.dispatch import RESUME_TASK, RUN_TASK
 from generations.models import Generation, Status
 from generations.runner import generation_run
-from generations.services import generation_create
+from generations.services import generation_create, generation_webhook_accept
 from generations.sweep import generations_sweep_stale
 
 pytestmark = pytest.mark.django_db
@@ -84,3 +85,34 @@ def test_runs_are_sent_by_name_to_the_generation_queue(broker: Broker) -> None:
     assert generation_run_send("00000000-0000-0000-0000-000000000001") is True
     assert broker.sent == [(RUN_TASK, ["00000000-0000-0000-0000-000000000001"])]
     assert current_app.amqp.router.route({}, RUN_TASK)["queue"].name == "generations"
+
+
+def test_a_send_that_fails_unexpectedly_after_the_commit_still_answers_202(
+        owner: Any, owner_api: Any, project: Any, catalog: None, monkeypatch: pytest.MonkeyPatch,
+        django_capture_on_commit_callbacks: Any) -> None:
+    def broken(name: str, args: Any = None, **options: Any) -> None:
+        raise RuntimeError("a router that cannot route")  # not a broker outage: nothing catches it but on_commit
+
+    monkeypatch.setattr(current_app, "send_task", broken)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = owner_api.post("/api/v1/generations", {"project": str(project.pk), "model": "local/sketch",
+                                                          "inputs": {"prompt": "a lighthouse"}}, format="json")
+    assert response.status_code == 202, response.json()
+    generation = Generation.objects.get(pk=response.json()["id"])
+    assert generation.status == Status.QUEUED and credits_summary(user=owner).held == generation.credits_held
+
+
+def test_a_callback_for_a_parked_job_while_the_broker_is_down_is_resumed_by_the_sweep(
+        owner: Any, project: Any, catalog: None, broker: Broker, django_capture_on_commit_callbacks: Any) -> None:
+    generation = generation_create(user=owner, project_id=project.pk, model_id="local/sketch",
+                                   inputs={"prompt": "a fox"})
+    assert runner._claim(generation.pk)
+    Generation.objects.filter(pk=generation.pk).update(provider_request_id="req-1", awaiting_webhook=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert generation_webhook_accept(provider="local", request_id="req-1", terminal=True)
+    assert broker.sent == [] and credits_summary(user=owner).held == 1  # answered; nothing sent, nothing lost
+
+    broker.up = True
+    generations_sweep_stale(now=timezone.now() + settings.STALE_RUNNING_AFTER + timedelta(seconds=1))
+    assert broker.sent == [(RESUME_TASK, [str(generation.pk)])]
+    assert credits_summary(user=owner).held == 1
