@@ -1,6 +1,6 @@
 """The Celery app for worker processes that drive the real fal adapter against tests/fakes/fal.py: the
 studio's own app, with the fake's loopback address allowed for output downloads, as the in-process
-`fal` fixture allows it (tests/providers/test_fal.py). Started as `celery -A tests.e2e.fal_worker`."""
+`fal` fixture allows it (tests/providers/fal/conftest.py). Started as `celery -A tests.e2e.fal_worker`."""
 
 from __future__ import annotations
 
