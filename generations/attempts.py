@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce
@@ -382,7 +381,3 @@ def fallback(attempt: Attempt, *, reason: str, provider_cost_usd: Decimal | None
                 dispatch.generation_run_on_commit(str(generation.pk))
         return bool(moved)
     return False
-
-
-def attempts_left(generation: Generation) -> bool:
-    return generation.attempts < settings.GENERATION_MAX_ATTEMPTS
