@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import connections
 from django.db.models import BooleanField, Exists, F, Func, OuterRef, Q, QuerySet
@@ -35,6 +35,9 @@ from django.utils.dateparse import parse_date, parse_datetime
 from assets.models import Asset, AssetKind, AssetSource, RatingKey
 from core.errors import InvalidRequest
 from projects.selectors import project_get_for_user
+
+if TYPE_CHECKING:
+    from accounts.models import User
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -396,7 +399,7 @@ def _start_of(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
 
-def gallery_filter(queryset: QuerySet[Asset], *, user: Any, cleaned: dict[str, Any]) -> QuerySet[Asset]:
+def gallery_filter(queryset: QuerySet[Asset], *, user: User, cleaned: dict[str, Any]) -> QuerySet[Asset]:
     """Apply checked parameters to the user's assets (trash included: `trashed` picks the side)."""
     # The trash is a list of its own: `trashed=true` shows only it, anything else only the rest.
     queryset = queryset.filter(deleted_at__isnull=not cleaned.get("trashed"))
@@ -448,7 +451,7 @@ class GalleryQuery:
     cleaned: dict[str, Any]
 
 
-def gallery_query(*, user: Any, params: Mapping[str, Any], queryset: QuerySet[Asset]) -> GalleryQuery:
+def gallery_query(*, user: User, params: Mapping[str, Any], queryset: QuerySet[Asset]) -> GalleryQuery:
     """Check `params` and apply them to `queryset` (the user's assets, trash included). Raises
     InvalidRequest naming every bad field."""
     cleaned = gallery_params(params)

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
@@ -41,6 +41,12 @@ from rest_framework import status
 from billing.models import Budget, BudgetAlert, BudgetPeriod, BudgetUsage, Notification
 from billing.wording import credits_display
 from core.errors import ServiceError
+
+if TYPE_CHECKING:
+    # Signatures only: billing sits below projects and generations and imports neither.
+    from accounts.models import User
+    from generations.models import Generation
+    from projects.models import Project
 
 THRESHOLDS = (50, 80, 100)
 # Total budgets have one period, which starts here.
@@ -111,7 +117,7 @@ class BudgetStatus:
                 "alerts": list(self.alerts)}
 
 
-def budget_get(*, project: Any = None, user: Any = None) -> Budget | None:
+def budget_get(*, project: Project | None = None, user: User | None = None) -> Budget | None:
     if (project is None) == (user is None):
         raise ValueError("A budget belongs to a project or to a user.")
     if project is not None:
@@ -128,14 +134,14 @@ def budget_status(budget: Budget, *, at: Any = None) -> BudgetStatus:
                         alerts=tuple(alerts.values_list("threshold", flat=True)))
 
 
-def notification_list_for_user(user: Any) -> Any:
+def notification_list_for_user(user: User) -> QuerySet[Notification]:
     return Notification.objects.filter(user=user)
 
 
 # --- settings (API, web, admin) --------------------------------------------------------------------------
 
 @transaction.atomic
-def budget_clear(*, project: Any = None, user: Any = None) -> bool:
+def budget_clear(*, project: Project | None = None, user: User | None = None) -> bool:
     """Remove the budget (its usage and alerts go with it). Jobs in flight that it counted finish
     without touching any budget."""
     if (project is None) == (user is None):
@@ -151,7 +157,7 @@ def budget_clear(*, project: Any = None, user: Any = None) -> bool:
 
 
 @transaction.atomic
-def notification_mark_read(*, user: Any, notification_id: int) -> Notification:
+def notification_mark_read(*, user: User, notification_id: int) -> Notification:
     notification = get_object_or_404(Notification, pk=notification_id, user=user)
     if notification.read_at is None:
         notification.read_at = timezone.now()
@@ -160,7 +166,7 @@ def notification_mark_read(*, user: Any, notification_id: int) -> Notification:
 
 
 @transaction.atomic
-def notifications_mark_all_read(*, user: Any) -> int:
+def notifications_mark_all_read(*, user: User) -> int:
     return Notification.objects.filter(user=user, read_at__isnull=True).update(read_at=timezone.now())
 
 
@@ -195,7 +201,7 @@ def _lock_counted(usage_ids: list[int]) -> list[tuple[Budget, BudgetUsage]]:
     return locked
 
 
-def _refuse(budget: Budget, usage: BudgetUsage, *, credits: int, project: Any) -> BudgetExceeded:
+def _refuse(budget: Budget, usage: BudgetUsage, *, credits: int, project: Project) -> BudgetExceeded:
     label = budget_label(budget, project_name=project.name if budget.project_id else None)
     used = usage.spent + usage.held
     message = (f"This would exceed {label}: {used} of {credits_display(budget.limit_credits)} used, "
@@ -208,7 +214,7 @@ def _refuse(budget: Budget, usage: BudgetUsage, *, credits: int, project: Any) -
         "held": usage.held, "used": used, "required": credits}})
 
 
-def budget_hold(*, generation: Any, credits: int) -> list[int]:
+def budget_hold(*, generation: Generation, credits: int) -> list[int]:
     """Count a new job's held credits against the budgets that apply, or raise BudgetExceeded having
     changed nothing. Returns the usage rows it was counted in (for `Generation.budget_usage_ids`).
     Runs inside the hold's transaction, after `credits_hold` has locked the wallet."""
@@ -225,13 +231,13 @@ def budget_hold(*, generation: Any, credits: int) -> list[int]:
     return [usage.pk for _, usage in counted]
 
 
-def _add_held(budget: Budget, usage: BudgetUsage, credits: int, *, project: Any) -> None:
+def _add_held(budget: Budget, usage: BudgetUsage, credits: int, *, project: Project) -> None:
     usage.held += credits
     BudgetUsage.objects.filter(pk=usage.pk).update(held=F("held") + credits)
     _alert(budget, usage, after=usage.spent + usage.held, project=project)
 
 
-def _counted(generation: Any) -> tuple[list[int], int]:
+def _counted(generation: Generation) -> tuple[list[int], int]:
     """Read fresh: callers hold copies loaded before a fallback switch, or with deferred fields. The
     row is read through the class of the job handed in: billing sits below generations and does not
     import them (docs/ARCHITECTURE.md, "Layers")."""
@@ -239,7 +245,7 @@ def _counted(generation: Any) -> tuple[list[int], int]:
     return (list(row[0] or []), int(row[1])) if row else ([], 0)
 
 
-def budget_settle(*, generation: Any, charged: int) -> None:
+def budget_settle(*, generation: Generation, charged: int) -> None:
     """The job finished and was charged `charged` credits: move its held credits to spent (the charge)
     and free the rest. Runs in the settle's transaction, after `hold_settle` locked the wallet."""
     usage_ids, held = _counted(generation)
@@ -247,14 +253,14 @@ def budget_settle(*, generation: Any, charged: int) -> None:
         BudgetUsage.objects.filter(pk=usage.pk).update(held=F("held") - held, spent=F("spent") + charged)
 
 
-def budget_release(*, generation: Any) -> None:
+def budget_release(*, generation: Generation) -> None:
     """The job ended without a charge: free its held credits."""
     usage_ids, held = _counted(generation)
     for _budget, usage in _lock_counted(usage_ids):
         BudgetUsage.objects.filter(pk=usage.pk).update(held=F("held") - held)
 
 
-def budget_resize(*, generation: Any, credits: int) -> list[int]:
+def budget_resize(*, generation: Generation, credits: int) -> list[int]:
     """A job moving to a fallback model holds `credits` instead: grow or shrink its share of the
     budgets it is counted in (growing is checked like a new hold and may raise BudgetExceeded). A job
     that was counted nowhere (it held nothing) is counted now, like a new one. Returns the usage rows."""
@@ -277,7 +283,7 @@ def budget_resize(*, generation: Any, credits: int) -> list[int]:
 
 # --- alerts ----------------------------------------------------------------------------------------------
 
-def _alert(budget: Budget, usage: BudgetUsage, *, after: int, project: Any) -> None:
+def _alert(budget: Budget, usage: BudgetUsage, *, after: int, project: Project) -> None:
     """Record each threshold this increase reached for the first time in the period, and tell the
     budget's owner once, for the highest. Runs under the budget's lock, so no two jobs record the
     same threshold (and the unique constraint would refuse it if they did)."""
@@ -299,7 +305,7 @@ def _alert(budget: Budget, usage: BudgetUsage, *, after: int, project: Any) -> N
     _notify(budget, threshold=max(new), used=after, period_start=usage.period_start, project=project)
 
 
-def _notify(budget: Budget, *, threshold: int, used: int, period_start: date, project: Any) -> None:
+def _notify(budget: Budget, *, threshold: int, used: int, period_start: date, project: Project) -> None:
     user_model = get_user_model()
     if budget.project_id:
         recipient = user_model.objects.get(pk=project.owner_id)
