@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.utils import timezone
 from knox.auth import TokenAuthentication
 
-from accounts.models import ApiToken
+from accounts.models import ApiToken, User
 
 # Writing last_used_at on every request would turn every API read into a write; a minute is precise
 # enough for "last used" on the account page.
@@ -15,7 +15,7 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 class BearerTokenAuthentication(TokenAuthentication):
-    def authenticate_credentials(self, token: bytes):  # type: ignore[override]
+    def authenticate_credentials(self, token: bytes) -> tuple[User, ApiToken]:
         user, auth_token = super().authenticate_credentials(token)
         now = timezone.now()
         if auth_token.last_used_at is None or now - auth_token.last_used_at > LAST_USED_RESOLUTION:

@@ -74,7 +74,8 @@ LIMITS = {
 # The API actions that are also counted against a per-plan limit, by the router's basename and the
 # viewset action (so the views need no decorator and a refused request never reaches them).
 # Generation submits are not here: they count only once accepted, in generation_create.
-API_ACTION_LIMITS = {
+# (view basename, action): the group counted besides api_calls; views without either look up None.
+API_ACTION_LIMITS: dict[tuple[str | None, str | None], str] = {
     ("asset", "create"): "uploads",
 }
 
@@ -84,8 +85,9 @@ API_ACTION_LIMITS = {
 def plan_for_user(user: User | AnonymousUser) -> Plan:
     """The user's assigned plan, else the default one, in one query. With no default plan configured
     the model's defaults apply (an unsaved Plan), at the platform's credit rate."""
-    if getattr(user, "pk", None) is not None:
-        assigned = Q(pk__in=UserPlan.objects.filter(user_id=user.pk).values("plan_id"))
+    user_id = getattr(user, "pk", None)
+    if user_id is not None:
+        assigned = Q(pk__in=UserPlan.objects.filter(user_id=user_id).values("plan_id"))
         # An assigned plan (is_default False, or the default plan itself) sorts before the default.
         plan = Plan.objects.filter(assigned | Q(is_default=True)).order_by("is_default").first()
     else:

@@ -139,8 +139,9 @@ def storage_summary_for_user(user: User) -> dict[str, Any]:
     user's projects (largest first), in three queries."""
     use = storage_use(owner=user)
     per_project = storage_by_project(owner_id=user.pk)
-    projects = [{"id": row["id"], "name": row["name"], **per_project.get(row["id"], {"used": 0, "assets": 0})}
-                for row in project_list_for_user(user).order_by().values("id", "name")]
+    projects: list[dict[str, Any]] = [
+        {"id": row["id"], "name": row["name"], **per_project.get(row["id"], {"used": 0, "assets": 0})}
+        for row in project_list_for_user(user).order_by().values("id", "name")]
     projects.sort(key=lambda p: (-p["used"], p["name"].lower()))
     return {"used": use.used, "limit": use.limit, "available": use.available, "over_quota": use.over_quota,
             "percent": use.percent, "plan": {"code": use.plan_code, "name": use.plan_name}, "projects": projects}
