@@ -11,11 +11,12 @@ sees the data. The depth is measured with an explicit stack, never by recursing 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.conf import settings
 from rest_framework import exceptions, status
-from rest_framework.parsers import JSONParser, get_encoding
+from rest_framework.parsers import JSONParser, get_encoding  # type: ignore[attr-defined]  # DRF has it; its stubs do not
 from rest_framework.utils import json as drf_json
 
 from core.errors import InvalidRequest
@@ -48,6 +49,7 @@ def json_depth_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         item, depth = stack.pop()
+        children: Iterable[Any]
         if isinstance(item, dict):
             children = item.values()
         elif isinstance(item, (list, tuple)):
@@ -76,7 +78,7 @@ def json_depth_refuse(value: Any, *, field: str, limit: int) -> None:
 class StudioJSONParser(JSONParser):
     """JSONParser with the body size and nesting depth capped (module docstring)."""
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         encoding = get_encoding(parser_context or {})  # text codecs only (no bz2_codec bombs)
         limit = max_json_body_bytes()
         raw = stream.read(limit + 1) if stream is not None else b""
