@@ -177,7 +177,8 @@ def assets_bulk(*, user: User, asset_ids: Any, action: str, project_id: Any = No
             found = tags_get_or_create(user=user, names=tags)
             through.objects.bulk_create([through(asset_id=a, tag_id=t.pk) for a in ids for t in found],
                                         ignore_conflicts=True)
-            crowded = (through.objects.filter(asset_id__in=ids).values("asset_id").annotate(n=Count("id"))
+            # django-stubs checks the filter against the through model's fields, not the annotation.
+            crowded = (through.objects.filter(asset_id__in=ids).values("asset_id").annotate(n=Count("id"))  # type: ignore[misc]
                        .filter(n__gt=MAX_TAGS_PER_ASSET).count())
             if crowded:  # the transaction rolls back: all or nothing
                 raise InvalidRequest(
