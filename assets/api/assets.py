@@ -26,6 +26,7 @@ from assets.library.selectors import asset_gallery_for_user, asset_get_for_user,
 from assets.links import absolute_url, asset_download_url, asset_preview_urls
 from assets.models import Asset, AssetKind, AssetSource
 from assets.services import asset_create
+from assets.storage import may_inline, presigns, protect, safe_mime
 from assets.uploads.inspection import RefusedFile
 from core.errors import InvalidRequest
 from core.parsers import StudioJSONParser
@@ -270,7 +271,6 @@ class AssetViewSet(viewsets.ViewSet):
     @action(detail=True, methods=["get"])
     def download(self, request: Request, pk: str) -> HttpResponseBase:
         from assets.sharing.export import asset_embedded_response  # zipstream and the embedders load on first use
-        from assets.storage import may_inline, presigns, protect, safe_mime
 
         asset = asset_get_for_user(request.user, pk)
         inline = request.query_params.get("inline") in ("1", "true") and may_inline(asset.mime)
