@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from django.core.files.base import ContentFile
 from django.db import OperationalError, transaction
@@ -193,8 +193,9 @@ def _local_copy(asset: Asset) -> Iterator[str]:
     """A path to the original: the file itself on local storage; on remote storage (S3) a temporary copy,
     streamed in chunks, removed afterwards. Decoders get a seekable local file either way."""
     storage = asset.file.storage
+    name = cast(str, asset.file.name)  # typed str | None by the stubs; every asset row has its file
     try:
-        path = storage.path(asset.file.name)
+        path = storage.path(name)
     except NotImplementedError:
         path = None
     if path is not None:
@@ -202,11 +203,11 @@ def _local_copy(asset: Asset) -> Iterator[str]:
             raise FileNotFoundError(path)
         yield path
         return
-    suffix = "." + asset.file.name.rsplit(".", 1)[-1] if "." in asset.file.name else ""
+    suffix = "." + name.rsplit(".", 1)[-1] if "." in name else ""
     with tempfile.NamedTemporaryFile(prefix="preview-", suffix=suffix) as tmp:
         # open_stored reads the object's body as it arrives (django-storages' own open() would first
         # spool the whole object into a temporary file of its own).
-        with open_stored(asset.file.name, storage) as src:
+        with open_stored(name, storage) as src:
             shutil.copyfileobj(src, tmp, CHUNK)
         tmp.flush()
         yield tmp.name
