@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from django.core.files import File
 from django.db import transaction
@@ -13,6 +13,9 @@ from assets.uploads.inspection import Inspection, inspect_file, iter_chunks
 from assets.uploads.quota import quota_check, quota_reserve
 from assets.uploads.sanitise import location_remove
 from projects.models import Project
+
+if TYPE_CHECKING:
+    from generations.models import Generation
 
 
 def _sha256(fh: IO[bytes]) -> str:
@@ -35,7 +38,7 @@ def asset_create(
     name: str,
     size: int,
     source: str = AssetSource.UPLOAD,
-    generation: Any = None,
+    generation: Generation | None = None,
     parent: Asset | None = None,
     metadata: dict[str, Any] | None = None,
     keep_location: bool = False,
