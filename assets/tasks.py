@@ -8,6 +8,7 @@ import random
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
+from assets.library.organise import assets_purge_trash
 from assets.previews import service as previews
 from assets.storage import files_delete
 
@@ -48,8 +49,6 @@ def asset_preview_make(self, asset_id: str, force: bool = False) -> str | None: 
 @shared_task
 def assets_purge_trash_task() -> int:
     """Beat, daily: assets in the trash for 30 days are deleted for good (config/settings/base.py CELERY_BEAT_SCHEDULE)."""
-    from assets.library.organise import assets_purge_trash
-
     return assets_purge_trash()
 
 
