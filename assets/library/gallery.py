@@ -9,6 +9,9 @@ owner (see migration 0003). The database seeks to the cursor and reads N + 1 row
 what page 1 costs, and nothing ever counts the list. DRF's CursorPagination keys on the first ordering
 field alone and steps over ties with OFFSET: a bulk import that shares timestamps, or the rating sort
 (six distinct values), would make it read every tied row before the page; hence this module.
+
+Over 400 lines as one module: the filters, the sorts and the cursor encode one order together, and a
+change to any of them must be read beside the others.
 """
 
 from __future__ import annotations

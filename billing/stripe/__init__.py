@@ -1,7 +1,7 @@
 """Stripe top-ups: Checkout Sessions for credit packs, the webhook events that pay for them, refunds that
 claw credits back, and the reads that reconcile the two sides.
 
-Wire format and SDK behaviour: ../shared/reference/provider-protocols.md §6 ("ref §6.x" in these modules).
+Wire format and SDK behaviour: docs/STRIPE.md, "The wire protocol" §6 ("ref §6.x" in these modules).
 
 Money moves only from verified webhook events (ref §6.2: "fulfil from webhooks, not from the success
 redirect"), in double-entry postings between the Stripe clearing account and the user's wallet:

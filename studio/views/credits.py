@@ -2,7 +2,7 @@
 
 The return page never credits anything (anyone can open a success url); it shows the session as the
 webhook left it and polls until Stripe's confirmation has been handled (ref
-../shared/reference/provider-protocols.md §6.2: fulfil from webhooks)."""
+docs/STRIPE.md, "The wire protocol" §6.2: fulfil from webhooks)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Stripe top-ups: Checkout Sessions created through the real `stripe` SDK against a loopback fake of
 Stripe's API (tests/fakes/stripe.py), and webhook events signed locally with the documented scheme
-(../shared/reference/provider-protocols.md §6), delivered twice, late and out of order."""
+(docs/STRIPE.md, "The wire protocol" §6), delivered twice, late and out of order."""
 
 from __future__ import annotations
 

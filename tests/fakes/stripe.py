@@ -1,7 +1,7 @@
 """A loopback Stripe: the Checkout Session routes the `stripe` SDK (16.1.0) calls, and builders for the
 events Stripe sends to webhooks, signed with the documented scheme.
 
-Behaviour follows ../shared/reference/provider-protocols.md §6 ("ref §6.x"):
+Behaviour follows docs/STRIPE.md, "The wire protocol" §6 ("ref §6.x"):
 - form-encoded POST bodies with bracket notation (`line_items[0][price_data][unit_amount]=500`), ref §6.1;
 - `Authorization: Bearer sk_…`; an `Idempotency-Key` on every POST, echoed back; a key reused with the
   same parameters replays the first response (`Idempotent-Replayed: true`), with different ones is a
