@@ -1,7 +1,9 @@
 """The Celery app. Broker and worker settings live in config/settings/base.py under the CELERY_ namespace.
 
-Without DJANGO_SETTINGS_MODULE it loads the development settings; a worker started by `make run`
-inherits manage.py's, and the Docker image sets production's."""
+It sets no DJANGO_SETTINGS_MODULE of its own: this module is imported by every entry point (through
+config/__init__.py), before config/wsgi.py could default to production. A worker started by `make run`
+inherits manage.py's (dev), the Docker image sets production's, and a bare `celery -A config worker`
+needs the variable set."""
 
 import os
 from pathlib import Path
@@ -12,7 +14,6 @@ from celery import Celery, signals
 from config import broker
 
 broker.install()
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
 
 app = Celery("studio")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -30,7 +30,7 @@ from generations import dispatch, pricing
 from generations.credentials import availability_for
 from generations.fetch import Prepared
 from generations.health import circuit_open_for
-from generations.ingest import outputs_discard, outputs_store
+from generations.ingest import outputs_discard, outputs_discard_for, outputs_store
 from generations.inputs import validate_inputs
 from generations.models import AIModel, Generation, Status
 from generations.providers.base import ProviderError, ProviderStatus
@@ -169,8 +169,10 @@ def finish_without_charge(generation: Generation, *, status: str, code: str = ""
             elif cost:
                 # Canceled jobs are not usage, but what the provider billed for them is spend.
                 usage_cost_record(generation=generation, provider_cost_usd=cost)
-    if done and logs is None:
-        append_log(generation.pk, line)
+    if done:
+        outputs_discard_for(generation.pk)  # stored by a worker that died before settling: not delivered
+        if logs is None:
+            append_log(generation.pk, line)
     return bool(done)
 
 
@@ -236,7 +238,8 @@ def finish(attempt: Attempt, status: ProviderStatus, prepared: list[Prepared], *
     stored: list[Asset] = []
     settled = False
     try:
-        stored = outputs_store(generation=generation, prepared=prepared)
+        outputs_discard_for(generation.pk)  # a dead worker's unsettled outputs are not this attempt's
+        stored = outputs_store(generation=generation, prepared=prepared, beat=attempt.flush)
         with transaction.atomic():
             if Generation.objects.select_for_update().filter(pk=generation.pk, status=Status.RUNNING).first() is None:
                 return  # canceled or swept meanwhile; its hold is already closed (the finally discards)

@@ -18,11 +18,11 @@ token (the heartbeat it was parked with): a message from an earlier park claims 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from celery import current_app
 from django.db import transaction
 from kombu.exceptions import OperationalError
+
+from core.dispatch import task_send
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +36,8 @@ BROKER_DOWN = (OperationalError, OSError)
 
 def _send(name: str, generation_id: str, countdown: float | None = None, *extra: str) -> bool:
     """Send one task now. False (logged) when the broker cannot take it; the sweep sends it again."""
-    app: Any = current_app
-    args = [generation_id, *extra]
     try:
-        if app.conf.task_always_eager:
-            app.tasks[name].apply(args=args, countdown=countdown)
-        else:
-            app.send_task(name, args=args, countdown=countdown or None)
+        task_send(name, args=[generation_id, *extra], countdown=countdown or None)
     except BROKER_DOWN:
         logger.warning("could not send %s for generation %s: the broker is unreachable; the sweep will "
                        "send it again", name.rsplit(".", 1)[-1], generation_id, exc_info=True)

@@ -3,6 +3,7 @@ settle (no orphan rows or files)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -34,17 +35,21 @@ def _parent_asset(generation: Generation) -> Asset | None:
     return None
 
 
-def outputs_store(*, generation: Generation, prepared: list[Prepared]) -> list[Asset]:
+def outputs_store(*, generation: Generation, prepared: list[Prepared],
+                  beat: Callable[[], None] | None = None) -> list[Asset]:
     """Store each output (already copied to a local file by generations.fetch.outputs_fetch) as an
     asset of the generation's project. Called outside any transaction, before the settle
     (generations.attempts.finish): each asset is committed as it is stored. On any error the ones
-    already stored are discarded (rows and files) before it raises."""
+    already stored are discarded (rows and files) before it raises. `beat` is called before each one, so
+    the runner's heartbeat stays fresh through a long upload and the sweep leaves the job alone."""
     if not prepared:
         raise ProviderError("The provider reported success but returned no output.", code="no_output")
     parent = _parent_asset(generation)
     stored: list[Asset] = []
     try:
         for index, (output, fh, size) in enumerate(prepared):
+            if beat:
+                beat()
             name = output.filename or f"{generation.model.provider_model.replace('/', '-')}-{index + 1}"
             metadata: dict[str, Any] = {
                 "recipe": {"model": generation.model_id, "inputs": generation.inputs},
@@ -61,6 +66,12 @@ def outputs_store(*, generation: Generation, prepared: list[Prepared]) -> list[A
         outputs_discard(stored)
         raise
     return stored
+
+
+def outputs_discard_for(generation_id: Any) -> None:
+    """Delete what an earlier attempt of this job stored and never settled (its worker died between the
+    upload and the settle): a job that has not succeeded owns no assets."""
+    outputs_discard(list(Asset.objects.filter(generation_id=generation_id)))
 
 
 def outputs_discard(assets: list[Asset]) -> None:

@@ -135,7 +135,7 @@ class _Runner:
         self.park = park
         self.provider = get_provider(generation.model.provider)
         self.credentials: dict[str, str] | None = None
-        self.inputs: dict[str, Any] = {}
+        self.inputs: dict[str, Any] | None = None  # read in _prepare unless the provider already has the job
         # Per attempt: a job re-queued after its worker died has its whole timeout again (a parked job
         # carries on within the attempt that submitted it).
         self.deadline = ((generation.attempt_started_at or generation.started_at or timezone.now())
@@ -193,6 +193,11 @@ class _Runner:
                                           message=f"This job was submitted to run on {whose} {generation.provider} "
                                                   "key, which is no longer configured.")
             return False
+        if self.resuming and generation.provider_request_id:
+            # The provider has the job: its inputs were sent with it. A parked job resumes every poll,
+            # and one whose input asset was deleted meanwhile must still be polled to its end (it is
+            # running, and billed, upstream). The key is another matter: polling needs it.
+            return True
         try:
             self.inputs = _provider_inputs(generation)
         except ProviderError as exc:
@@ -217,6 +222,8 @@ class _Runner:
         return True
 
     def _submit(self) -> ProviderJob:
+        if self.inputs is None:  # a resumed job the provider lost, sent again (the local provider's)
+            self.inputs = _provider_inputs(self.generation)
         job = self.provider.submit(_catalog_model(self.generation.model), self.inputs, credentials=self.credentials,
                                    webhook_url=self.webhook_url)
         self.attempt.flush(provider_request_id=job.request_id[:200], provider_data=job.data)

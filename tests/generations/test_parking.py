@@ -13,11 +13,12 @@ import pytest
 from django.utils import timezone
 from PIL import Image
 
-from assets.models import Asset
+from assets.models import Asset, AssetSource
+from assets.services import asset_create_from_bytes
 from billing.services import credits_summary
 from generations import dispatch, runner
 from generations.models import Generation, Status
-from generations.providers.base import Output, ProviderJob, ProviderStatus
+from generations.providers.base import Output, ProviderError, ProviderJob, ProviderStatus
 from generations.runner import generation_resume, generation_run
 from generations.services import generation_cancel, generation_create
 from generations.sweep import generations_sweep_stale
@@ -184,3 +185,55 @@ def test_a_job_that_lives_in_the_worker_is_polled_to_the_end_in_place(
     generation_run(generation.pk, park=True)
     done = Generation.objects.get(pk=generation.pk)
     assert done.status == Status.SUCCEEDED and queue.polls == []
+
+
+def test_a_parked_job_is_polled_to_its_end_even_if_its_inputs_can_no_longer_be_read(
+        owner: Any, project: Any, catalog: None, remote: RemoteJobs, queue: Queue,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider already has the job (and bills it): a later poll does not re-read its inputs, so an
+    input asset deleted meanwhile does not fail a job that is still running upstream."""
+    generation = submit(owner, project)
+    generation_run(generation.pk, park=True)
+
+    def gone(generation: Generation) -> dict[str, Any]:
+        raise ProviderError("An input asset no longer exists.", code="input_missing")
+
+    monkeypatch.setattr(runner, "_provider_inputs", gone)
+    queue.deliver_next_poll()
+    queue.deliver_next_poll()
+    done = Generation.objects.get(pk=generation.pk)
+    assert done.status == Status.SUCCEEDED and remote.cancels == 0
+    assert Asset.objects.filter(generation=done).count() == 1
+
+
+def dead_workers_output(generation: Generation) -> Asset:
+    """What a worker killed between storing an output and settling leaves: an asset of an unsettled job."""
+    return asset_create_from_bytes(project=generation.project, data=png(), name="left-behind.png",
+                                   source=AssetSource.GENERATION, generation=generation)
+
+
+def test_outputs_a_dead_worker_stored_but_never_settled_are_not_delivered_twice(
+        owner: Any, project: Any, catalog: None, remote: RemoteJobs, queue: Queue) -> None:
+    generation = submit(owner, project)
+    generation_run(generation.pk, park=True)
+    left = dead_workers_output(generation)
+    queue.deliver_next_poll()
+    queue.deliver_next_poll()
+    done = Generation.objects.get(pk=generation.pk)
+    assert done.status == Status.SUCCEEDED
+    assert not Asset.objects.filter(pk=left.pk).exists()  # one set of outputs, charged once
+    assert Asset.objects.filter(generation=done).count() == 1
+
+
+def test_outputs_of_a_job_that_fails_after_its_worker_died_are_not_kept(
+        owner: Any, project: Any, catalog: None, remote: RemoteJobs, queue: Queue, settings: Any) -> None:
+    settings.GENERATION_MAX_ATTEMPTS = 1
+    generation = submit(owner, project)
+    generation_run(generation.pk)  # polled in place: it ends here
+    Generation.objects.filter(pk=generation.pk).update(status=Status.RUNNING, awaiting_webhook=False)
+    Asset.objects.filter(generation=generation).delete()
+    generation = Generation.objects.get(pk=generation.pk)
+    left = dead_workers_output(generation)
+    later = timezone.now() + settings.STALE_RUNNING_AFTER + timedelta(seconds=1)
+    assert generations_sweep_stale(now=later)["failed"] == 1  # out of attempts: failed, refunded
+    assert not Asset.objects.filter(pk=left.pk).exists()  # refunded work is not delivered
