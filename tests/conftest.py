@@ -88,6 +88,13 @@ def api_client_for(user: Any) -> APIClient:
 
 
 @pytest.fixture
+def signed_in(client: Any, owner: Any) -> Any:
+    """The test client signed in as `owner` (the web pages' session)."""
+    client.force_login(owner)
+    return client
+
+
+@pytest.fixture
 def owner_api(owner: Any) -> APIClient:
     return api_client_for(owner)
 

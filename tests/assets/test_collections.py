@@ -288,12 +288,6 @@ def test_the_detail_costs_the_same_queries_for_few_or_many_items(owner_api: Any,
 
 # --- web ------------------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def signed_in(client: Any, owner: Any) -> Any:
-    client.force_login(owner)
-    return client
-
-
 def test_the_collections_page_lists_mine_and_creates_one(signed_in: Any, owner: Any, outsider: Any,
                                                          filled: Collection) -> None:
     collection_create(user=outsider, name="Their secret board")

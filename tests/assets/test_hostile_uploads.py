@@ -176,12 +176,6 @@ def entry_ids(cases: list[Any]) -> list[str]:
 
 # --- the three ways in ---------------------------------------------------------------------------------------
 
-@pytest.fixture
-def signed_in(client: Any, owner: Any) -> Any:
-    client.force_login(owner)
-    return client
-
-
 def upload_url(project: Any) -> str:
     return reverse("studio:asset-upload", kwargs={"project_id": project.pk})
 

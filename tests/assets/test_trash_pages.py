@@ -38,12 +38,6 @@ def trashed(owner: Any, project: Any, name: str, colour: tuple[int, int, int] = 
     return asset
 
 
-@pytest.fixture
-def signed_in(client: Any, owner: Any) -> Any:
-    client.force_login(owner)
-    return client
-
-
 def test_the_trash_lists_only_my_trashed_assets_with_the_day_they_go(signed_in: Any, owner: Any, outsider: Any,
                                                                     project: Any) -> None:
     gone = trashed(owner, project, "gone.png", days_ago=10)

@@ -364,12 +364,6 @@ def test_the_handler_cuts_a_file_at_its_kinds_limit(owner_api: Any, project: Any
 
 # --- the web page --------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def signed_in(client: Any, owner: Any) -> Any:
-    client.force_login(owner)
-    return client
-
-
 def upload_url(project: Any) -> str:
     return reverse("studio:asset-upload", kwargs={"project_id": project.pk})
 

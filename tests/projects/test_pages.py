@@ -3,35 +3,18 @@ form, and the project's edit and delete forms (studio.views.dashboard, studio.vi
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import pytest
 from django.urls import reverse
-from PIL import Image
 
-from assets.models import Asset
-from assets.services import asset_create_from_bytes
 from projects.models import Project
 from projects.services import project_create
+from tests.studio.support import image_asset
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def signed_in(client: Any, owner: Any) -> Any:
-    client.force_login(owner)
-    return client
-
-
-def png_bytes(size: tuple[int, int] = (64, 48)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, (200, 40, 90)).save(buf, "PNG")
-    return buf.getvalue()
-
-
-def image_asset(project: Project, name: str = "photo.png") -> Asset:
-    return asset_create_from_bytes(project=project, data=png_bytes(), name=name)
 
 
 def project_url(project: Project) -> str:

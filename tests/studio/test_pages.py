@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from django.urls import reverse
-from PIL import Image
 
 from accounts.models import ApiToken, User
 from assets.models import Asset
@@ -19,6 +18,7 @@ from generations.runner import generation_run
 from generations.services import generation_create
 from projects.models import Project
 from projects.services import project_create
+from tests.studio.support import image_asset, png_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -32,20 +32,6 @@ def fast_polling(settings: Any) -> None:
     settings.GENERATION_POLL_INTERVAL = 0.01
 
 
-@pytest.fixture
-def signed_in(client: Any, owner: Any) -> Any:
-    client.force_login(owner)
-    return client
-
-
-def png_bytes(size: tuple[int, int] = (64, 48)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, (200, 40, 90)).save(buf, "PNG")
-    return buf.getvalue()
-
-
-def image_asset(project: Project, name: str = "photo.png") -> Asset:
-    return asset_create_from_bytes(project=project, data=png_bytes(), name=name)
 
 
 def queue_sketch(owner: Any, project: Project, prompt: str = "a lighthouse") -> Generation:
